@@ -1,0 +1,395 @@
+// Package config loads and validates lvs-director's YAML configuration.
+//
+// Loading is strict: unknown keys are errors, every error names the file, the line and the
+// field path, defaults are filled in one place (setDefaults), and every field is validated.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Director Director  `yaml:"director"`
+	Services []Service `yaml:"services"`
+	// API is the operations surface: metrics and the status socket.
+	API API `yaml:"api"`
+	// BGP is optional: without it no route is announced.
+	BGP *BGP `yaml:"bgp,omitempty"`
+	// Cluster is optional: without it the director runs alone and owns every VIP.
+	Cluster *Cluster `yaml:"cluster,omitempty"`
+
+	// Path is the file the configuration was read from.
+	Path string `yaml:"-"`
+}
+
+// Director holds the settings of the reconciler.
+type Director struct {
+	Interface     string   `yaml:"interface"`
+	SyncPeriod    Duration `yaml:"sync_period"`
+	MinSyncPeriod Duration `yaml:"min_sync_period"`
+	DrainTimeout  Duration `yaml:"drain_timeout"`
+	ExcludeCIDRs  []Prefix `yaml:"exclude_cidrs"`
+}
+
+// Service is one virtual service: VIP:port/protocol and its real servers.
+type Service struct {
+	Name               string       `yaml:"name"`
+	VIP                Addr         `yaml:"vip"`
+	Port               uint16       `yaml:"port"`
+	Protocol           string       `yaml:"protocol"`
+	Scheduler          string       `yaml:"scheduler"`
+	Persistence        Duration     `yaml:"persistence"`
+	PersistenceNetmask *int         `yaml:"persistence_netmask,omitempty"`
+	FullNAT            bool         `yaml:"full_nat"`
+	RealServers        []RealServer `yaml:"real_servers"`
+
+	// Health checking (see healthcheck.go).
+	HealthCheck      *HealthCheck `yaml:"health_check,omitempty"`
+	InhibitOnFailure bool         `yaml:"inhibit_on_failure"`
+	Quorum           int          `yaml:"quorum"`
+	SorryServer      *RealServer  `yaml:"sorry_server,omitempty"`
+
+	// Announcement and failover (see bgp.go and cluster.go).
+	BGP             *ServiceBGP `yaml:"bgp,omitempty"`
+	Failover        string      `yaml:"failover"`
+	StandbyAnnounce bool        `yaml:"standby_announce"`
+
+	// Source names where the service came from ("file" or "kubernetes"); not read from YAML.
+	Source string `yaml:"-"`
+}
+
+// RealServer is one backend of a service.
+type RealServer struct {
+	Address     Addr         `yaml:"address"`
+	Port        uint16       `yaml:"port"`
+	Weight      *int         `yaml:"weight,omitempty"`
+	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+}
+
+// API configures the metrics listener and the status API.
+type API struct {
+	// MetricsListen is the Prometheus listener, host:port; "" disables it.
+	MetricsListen string `yaml:"metrics_listen"`
+	// Socket is the unix socket of the status API.
+	Socket string `yaml:"socket"`
+	// SocketGroup is the group that may use the socket (mode 0660); empty = root only.
+	SocketGroup string `yaml:"socket_group"`
+}
+
+// Key identifies a virtual service in the kernel.
+func (s *Service) Key() string {
+	return fmt.Sprintf("%s/%s", strings.ToLower(s.Protocol), netip.AddrPortFrom(s.VIP.Addr, s.Port))
+}
+
+// WeightOr returns the configured weight.
+func (r *RealServer) WeightOr() int {
+	if r.Weight == nil {
+		return DefaultWeight
+	}
+	return *r.Weight
+}
+
+// Defaults, filled in one place by setDefaults.
+const (
+	DefaultInterface     = "lvs0"
+	DefaultSyncPeriod    = 30 * time.Second
+	DefaultMinSyncPeriod = 1 * time.Second
+	DefaultDrainTimeout  = 30 * time.Second
+	DefaultProtocol      = "tcp"
+	DefaultScheduler     = "rr"
+	DefaultWeight        = 1
+	DefaultMetricsListen = "127.0.0.1:9813"
+	DefaultSocket        = "/run/lvs-director/api.sock"
+	DefaultFailover      = "active-active"
+)
+
+// Schedulers lists the IPVS schedulers the director accepts.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
+
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates config data; name is used in error messages.
+// The error, when not nil, is an Errors value listing every problem.
+func Parse(name string, data []byte) (*Config, error) {
+	v := newValidator(name, nil)
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		v.decodeErrors(err)
+		return nil, v.sorted()
+	}
+	v = newValidator(name, &root)
+	cfg := &Config{Path: name}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		v.decodeErrors(err)
+		return nil, v.sorted()
+	}
+	cfg.setDefaults()
+	cfg.validate(v)
+	if len(v.errs) > 0 {
+		return nil, v.sorted()
+	}
+	return cfg, nil
+}
+
+// setDefaults fills every default; it is the only place defaults are set.
+func (c *Config) setDefaults() {
+	d := &c.Director
+	if d.Interface == "" {
+		d.Interface = DefaultInterface
+	}
+	if d.SyncPeriod == 0 {
+		d.SyncPeriod = Duration(DefaultSyncPeriod)
+	}
+	if d.MinSyncPeriod == 0 {
+		d.MinSyncPeriod = Duration(DefaultMinSyncPeriod)
+	}
+	if d.DrainTimeout == 0 {
+		d.DrainTimeout = Duration(DefaultDrainTimeout)
+	}
+	if c.API.MetricsListen == "" {
+		c.API.MetricsListen = DefaultMetricsListen
+	}
+	if c.API.Socket == "" {
+		c.API.Socket = DefaultSocket
+	}
+	for i := range c.Services {
+		c.Services[i].setDefaults()
+	}
+	if c.BGP != nil {
+		c.BGP.setDefaults()
+	}
+	if c.Cluster != nil {
+		c.Cluster.setDefaults()
+	}
+}
+
+func (s *Service) setDefaults() {
+	if s.Source == "" {
+		s.Source = "file"
+	}
+	s.Protocol = strings.ToLower(s.Protocol)
+	if s.Protocol == "" {
+		s.Protocol = DefaultProtocol
+	}
+	s.Scheduler = strings.ToLower(s.Scheduler)
+	if s.Scheduler == "" {
+		s.Scheduler = DefaultScheduler
+	}
+	if s.Failover == "" {
+		s.Failover = DefaultFailover
+	}
+	for i := range s.RealServers {
+		s.RealServers[i].setDefaults(s.Port)
+	}
+	if s.SorryServer != nil {
+		s.SorryServer.setDefaults(s.Port)
+	}
+	if s.HealthCheck != nil {
+		s.HealthCheck.setDefaults()
+	}
+}
+
+func (r *RealServer) setDefaults(vport uint16) {
+	if r.Port == 0 {
+		r.Port = vport
+	}
+	if r.Weight == nil {
+		w := DefaultWeight
+		r.Weight = &w
+	}
+	if r.HealthCheck != nil {
+		r.HealthCheck.setDefaults()
+	}
+}
+
+func (c *Config) validate(v *validator) {
+	d := &c.Director
+	if !validIfName(d.Interface) {
+		v.errorf("director.interface", "invalid interface name %q (1-15 characters, no '/', ':' or spaces)", d.Interface)
+	}
+	if d.SyncPeriod < 0 {
+		v.errorf("director.sync_period", "must be positive, got %s", d.SyncPeriod)
+	}
+	if d.MinSyncPeriod < 0 {
+		v.errorf("director.min_sync_period", "must be positive, got %s", d.MinSyncPeriod)
+	}
+	if d.MinSyncPeriod > d.SyncPeriod {
+		v.errorf("director.min_sync_period", "%s is longer than sync_period %s", d.MinSyncPeriod, d.SyncPeriod)
+	}
+	if d.DrainTimeout < 0 {
+		v.errorf("director.drain_timeout", "must not be negative, got %s", d.DrainTimeout)
+	}
+	if c.API.MetricsListen != "off" {
+		if _, err := netip.ParseAddrPort(c.API.MetricsListen); err != nil {
+			v.errorf("api.metrics_listen", "invalid listen address %q (want IP:port, or off)", c.API.MetricsListen)
+		}
+	}
+	if !strings.HasPrefix(c.API.Socket, "/") {
+		v.errorf("api.socket", "must be an absolute path, got %q", c.API.Socket)
+	}
+
+	names := map[string]int{}
+	keys := map[string]int{}
+	for i := range c.Services {
+		s := &c.Services[i]
+		p := fmt.Sprintf("services[%d]", i)
+		s.validate(v, p, d.ExcludeCIDRs)
+		if s.Name != "" {
+			if j, dup := names[s.Name]; dup {
+				v.errorf(p+".name", "duplicate service name %q (also services[%d])", s.Name, j)
+			} else {
+				names[s.Name] = i
+			}
+		}
+		if s.VIP.IsValid() {
+			if j, dup := keys[s.Key()]; dup {
+				v.errorf(p, "duplicate virtual service %s (also services[%d])", s.Key(), j)
+			} else {
+				keys[s.Key()] = i
+			}
+		}
+	}
+	if c.BGP != nil {
+		c.BGP.validate(v, "bgp")
+	}
+	if c.Cluster != nil {
+		c.Cluster.validate(v, "cluster")
+	}
+}
+
+func (s *Service) validate(v *validator, p string, exclude []Prefix) {
+	if s.Name == "" {
+		v.errorf(p+".name", "is required")
+	} else if !validName(s.Name) {
+		v.errorf(p+".name", "invalid name %q (letters, digits, '-', '_' and '.' only, at most 63)", s.Name)
+	}
+	if !s.VIP.IsValid() {
+		v.errorf(p+".vip", "is required")
+	} else {
+		if s.VIP.IsUnspecified() || s.VIP.IsMulticast() || s.VIP.IsLoopback() {
+			v.errorf(p+".vip", "%s cannot be a VIP (unspecified, multicast or loopback)", s.VIP)
+		}
+		for _, x := range exclude {
+			if x.Contains(s.VIP.Addr) {
+				v.errorf(p+".vip", "%s is inside exclude_cidrs %s", s.VIP, x)
+			}
+		}
+	}
+	if s.Port == 0 {
+		v.errorf(p+".port", "is required (1-65535)")
+	}
+	switch s.Protocol {
+	case "tcp", "udp", "sctp":
+	default:
+		v.errorf(p+".protocol", "unknown protocol %q (tcp, udp or sctp)", s.Protocol)
+	}
+	if !contains(Schedulers, s.Scheduler) {
+		v.errorf(p+".scheduler", "unknown scheduler %q (one of %s)", s.Scheduler, strings.Join(Schedulers, " "))
+	}
+	if s.Persistence < 0 || s.Persistence.D() > 0 && s.Persistence.D() < time.Second {
+		v.errorf(p+".persistence", "must be 0 or at least 1s, got %s", s.Persistence)
+	}
+	if s.PersistenceNetmask != nil {
+		max := 32
+		if s.VIP.Is6() {
+			max = 128
+		}
+		if s.Persistence == 0 {
+			v.errorf(p+".persistence_netmask", "needs persistence to be set")
+		} else if *s.PersistenceNetmask < 1 || *s.PersistenceNetmask > max {
+			v.errorf(p+".persistence_netmask", "must be a prefix length 1-%d, got %d", max, *s.PersistenceNetmask)
+		}
+	}
+	seen := map[netip.AddrPort]int{}
+	for i := range s.RealServers {
+		rp := fmt.Sprintf("%s.real_servers[%d]", p, i)
+		r := &s.RealServers[i]
+		r.validate(v, rp, s.VIP.Addr)
+		ap := netip.AddrPortFrom(r.Address.Addr, r.Port)
+		if j, dup := seen[ap]; dup {
+			v.errorf(rp, "duplicate real server %s (also real_servers[%d])", ap, j)
+		} else {
+			seen[ap] = i
+		}
+	}
+	if s.SorryServer != nil {
+		s.SorryServer.validate(v, p+".sorry_server", s.VIP.Addr)
+	}
+	if s.Quorum < 0 || s.Quorum > len(s.RealServers) {
+		v.errorf(p+".quorum", "must be between 0 and the number of real servers (%d), got %d", len(s.RealServers), s.Quorum)
+	}
+	if s.HealthCheck != nil {
+		s.HealthCheck.validate(v, p+".health_check")
+	}
+	switch s.Failover {
+	case "active-active", "active-standby":
+	default:
+		v.errorf(p+".failover", "unknown failover mode %q (active-active or active-standby)", s.Failover)
+	}
+	if s.BGP != nil {
+		s.BGP.validate(v, p+".bgp")
+	}
+}
+
+func (r *RealServer) validate(v *validator, p string, vip netip.Addr) {
+	if !r.Address.IsValid() {
+		v.errorf(p+".address", "is required")
+	} else {
+		if r.Address.IsUnspecified() || r.Address.IsMulticast() {
+			v.errorf(p+".address", "%s cannot be a real server", r.Address)
+		}
+		if vip.IsValid() && r.Address.Is4() != vip.Is4() {
+			v.errorf(p+".address", "%s and the VIP %s are of different IP families (NAT cannot mix them)", r.Address, vip)
+		}
+	}
+	if w := r.WeightOr(); w < 0 || w > 65535 {
+		v.errorf(p+".weight", "must be 0-65535, got %d", w)
+	}
+	if r.HealthCheck != nil {
+		r.HealthCheck.validate(v, p+".health_check")
+	}
+}
+
+func validIfName(s string) bool {
+	return len(s) > 0 && len(s) < 16 && !strings.ContainsAny(s, "/: \t\n")
+}
+
+func validName(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

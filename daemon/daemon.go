@@ -1,0 +1,288 @@
+// Package daemon runs lvs-director: it loads the config, keeps the kernel in sync with it,
+// reloads on SIGHUP or a change of the file, and stops without touching the kernel.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lvs-director/lvs-director/config"
+	"github.com/lvs-director/lvs-director/director"
+)
+
+// Notifier receives the service manager notifications (sd_notify): "READY=1", "RELOADING=1",
+// "STOPPING=1", "WATCHDOG=1", "STATUS=...". It may be nil.
+type Notifier func(state string)
+
+// Daemon is one running director.
+type Daemon struct {
+	log    *slog.Logger
+	path   string
+	kernel director.Kernel
+	rec    *director.Reconciler
+	notify Notifier
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	reload   ReloadStatus
+	desired  []director.VirtualService
+	health   []director.ServiceHealth
+	syncReq  chan struct{}
+	lastSync time.Time
+
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
+	reloads    *prometheus.CounterVec
+}
+
+// ReloadStatus is the result of the last config load.
+type ReloadStatus struct {
+	At     time.Time
+	OK     bool
+	Errors []string
+}
+
+// New loads the config at path. An invalid config is an error listing every problem.
+func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, path string, notify Notifier) (*Daemon, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if notify == nil {
+		notify = func(string) {}
+	}
+	d := &Daemon{
+		log: log, path: path, kernel: kernel, cfg: cfg, notify: notify,
+		syncReq: make(chan struct{}, 1),
+		reload:  ReloadStatus{At: time.Now(), OK: true},
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lvs_director_config_last_reload_successful",
+			Help: "Whether the last configuration load succeeded (1) or failed (0).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lvs_director_config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful configuration load.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lvs_director_config_reloads_total",
+			Help: "Configuration loads by result.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(d.reloadOK, d.reloadTime, d.reloads)
+	d.reloadOK.Set(1)
+	d.reloadTime.SetToCurrentTime()
+	d.rec = director.NewReconciler(log, reg, kernel, settingsOf(cfg), nil)
+	return d, nil
+}
+
+func settingsOf(c *config.Config) director.Settings {
+	ex := make([]netip.Prefix, len(c.Director.ExcludeCIDRs))
+	for i, p := range c.Director.ExcludeCIDRs {
+		ex[i] = p.Prefix
+	}
+	return director.Settings{Interface: c.Director.Interface, Exclude: ex, DrainTimeout: c.Director.DrainTimeout.D()}
+}
+
+// Config returns the config in force.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// Reload reads the config file again. A bad file keeps the running config and is reported.
+func (d *Daemon) Reload() error {
+	d.notify("RELOADING=1")
+	defer d.notify("READY=1")
+	cfg, err := config.Load(d.path)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.reload = ReloadStatus{At: time.Now(), OK: err == nil}
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				d.reload.Errors = append(d.reload.Errors, e.Error())
+				d.log.Error("config reload failed, keeping the running config", "error", e.Error())
+			}
+		} else {
+			d.reload.Errors = []string{err.Error()}
+			d.log.Error("config reload failed, keeping the running config", "error", err)
+		}
+		d.reloadOK.Set(0)
+		d.reloads.WithLabelValues("error").Inc()
+		return err
+	}
+	d.cfg = cfg
+	d.rec.SetSettings(settingsOf(cfg))
+	d.reloadOK.Set(1)
+	d.reloadTime.SetToCurrentTime()
+	d.reloads.WithLabelValues("ok").Inc()
+	d.log.Info("config reloaded", "services", len(cfg.Services))
+	d.requestSync()
+	return nil
+}
+
+// LastReload returns the result of the last config load.
+func (d *Daemon) LastReload() ReloadStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reload
+}
+
+func (d *Daemon) requestSync() {
+	select {
+	case d.syncReq <- struct{}{}:
+	default:
+	}
+}
+
+// Desired returns the desired kernel state for the running config and the current health.
+func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth) {
+	cfg := d.Config()
+	return director.Desired(cfg.Services, nil)
+}
+
+// Sync plans and applies once.
+func (d *Daemon) Sync() error {
+	desired, health := d.Desired()
+	d.mu.Lock()
+	d.desired, d.health = desired, health
+	fullNAT := false
+	for _, s := range d.cfg.Services {
+		fullNAT = fullNAT || s.FullNAT
+	}
+	d.lastSync = time.Now()
+	d.mu.Unlock()
+	for k, v := range director.RequiredSysctls(desired, fullNAT) {
+		if err := director.SetSysctl(k, v); err != nil {
+			d.log.Warn("cannot set sysctl", "err", err)
+		}
+	}
+	_, err := d.rec.Sync(desired)
+	return err
+}
+
+// Plan returns what a sync would do now.
+func (d *Daemon) Plan() (director.Plan, error) {
+	desired, _ := d.Desired()
+	return d.rec.Plan(desired)
+}
+
+// Run syncs until ctx ends: on reload requests, on changes of the config file, every
+// sync_period, and every second while real servers drain; never more often than
+// min_sync_period. ready is called after the first sync. It leaves the kernel as it is.
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	if err := d.Sync(); err != nil {
+		d.log.Error("first sync incomplete", "err", err)
+	}
+	d.notify("READY=1")
+	d.log.Info("running", "config", d.path, "services", len(d.Config().Services))
+
+	fileEvents, stopWatch := d.watchFile()
+	defer stopWatch()
+
+	var debounce <-chan time.Time
+	for {
+		cfg := d.Config()
+		minGap := cfg.Director.MinSyncPeriod.D()
+		next := cfg.Director.SyncPeriod.D()
+		if d.rec.Draining() && next > time.Second {
+			next = time.Second
+		}
+		timer := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			d.notify("STOPPING=1")
+			d.log.Info("stopping; the kernel state stays in place")
+			return nil
+		case <-reload:
+			_ = d.Reload()
+		case <-fileEvents:
+			debounce = time.After(200 * time.Millisecond)
+		case <-debounce:
+			debounce = nil
+			_ = d.Reload()
+		case <-d.syncReq:
+		case <-timer.C:
+		}
+		timer.Stop()
+		d.mu.Lock()
+		wait := minGap - time.Since(d.lastSync)
+		d.mu.Unlock()
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				continue
+			case <-time.After(wait):
+			}
+		}
+		if err := d.Sync(); err != nil {
+			d.log.Error("sync incomplete", "err", err)
+		}
+		d.notify("WATCHDOG=1")
+	}
+}
+
+// watchFile watches the config file's directory (editors replace files) for changes.
+func (d *Daemon) watchFile() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("cannot watch the config file; reload with SIGHUP", "err", err)
+		return ch, func() {}
+	}
+	abs, _ := filepath.Abs(d.path)
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		d.log.Warn("cannot watch the config file; reload with SIGHUP", "err", err)
+		w.Close()
+		return ch, func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				d.log.Warn("config watch error", "err", err)
+			}
+		}
+	}()
+	return ch, func() { close(done); w.Close() }
+}
+
+// Describe formats config errors for the terminal.
+func Describe(err error) string {
+	var es config.Errors
+	if errors.As(err, &es) {
+		return fmt.Sprintf("%d error(s):\n%s", len(es), es.Error())
+	}
+	return err.Error()
+}
+
+// Cleanup removes what the director owns from the kernel, at once.
+func (d *Daemon) Cleanup() (director.Plan, error) { return d.rec.Cleanup() }

@@ -1,0 +1,96 @@
+package director
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/lvs-director/lvs-director/config"
+)
+
+// HealthFunc tells whether a real server of a service passes its health check.
+// Real servers of services without a health check are not asked: they are up.
+type HealthFunc func(service string, rs netip.AddrPort) bool
+
+// ServiceHealth is the health of one virtual service, the input of the announce decision.
+type ServiceHealth struct {
+	Name    string
+	Key     ServiceKey
+	Up      int // real servers passing their check
+	Total   int
+	Quorum  int  // real servers needed (at least 1)
+	Healthy bool // Up >= Quorum
+	Sorry   bool // quorum lost and the sorry server is in use
+}
+
+// Desired builds the kernel model of the configured services given the health of their real
+// servers. An unhealthy real server is marked Absent (deleted at once) or, with
+// inhibit_on_failure, kept at weight 0. While a service has fewer healthy real servers than its
+// quorum (at least 1), its sorry server, if any, takes all new connections.
+func Desired(services []config.Service, health HealthFunc) ([]VirtualService, []ServiceHealth) {
+	out := make([]VirtualService, 0, len(services))
+	hs := make([]ServiceHealth, 0, len(services))
+	for i := range services {
+		s := &services[i]
+		vs, h := desiredService(s, health)
+		out = append(out, vs)
+		hs = append(hs, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })
+	return out, hs
+}
+
+// ServiceKeyOf returns the kernel key of a configured service.
+func ServiceKeyOf(s *config.Service) ServiceKey {
+	p, _ := ProtocolNumber(s.Protocol)
+	return ServiceKey{Protocol: p, Addr: s.VIP.Addr, Port: s.Port}
+}
+
+func desiredService(s *config.Service, health HealthFunc) (VirtualService, ServiceHealth) {
+	vs := VirtualService{Key: ServiceKeyOf(s), Scheduler: s.Scheduler}
+	if s.VIP.Is4() {
+		vs.Netmask = 0xffffffff
+	} else {
+		vs.Netmask = 128
+	}
+	if s.Persistence > 0 {
+		vs.Flags = FlagPersistent
+		vs.Timeout = uint32(s.Persistence.D().Seconds())
+		if s.PersistenceNetmask != nil {
+			n := *s.PersistenceNetmask
+			if s.VIP.Is4() {
+				vs.Netmask = ^uint32(0) << (32 - n)
+			} else {
+				vs.Netmask = uint32(n)
+			}
+		}
+	}
+	checked := func(rs *config.RealServer) bool { return s.HealthCheck != nil || rs.HealthCheck != nil }
+	h := ServiceHealth{Name: s.Name, Key: vs.Key, Total: len(s.RealServers), Quorum: max(s.Quorum, 1)}
+	for i := range s.RealServers {
+		rs := &s.RealServers[i]
+		ap := netip.AddrPortFrom(rs.Address.Addr, rs.Port)
+		up := !checked(rs) || (health != nil && health(s.Name, ap))
+		d := Dest{Addr: ap, Weight: rs.WeightOr(), Fwd: FwdMasq}
+		if up {
+			h.Up++
+		} else if s.InhibitOnFailure {
+			d.Weight = 0
+		} else {
+			d.Absent = true
+		}
+		vs.Dests = append(vs.Dests, d)
+	}
+	h.Healthy = h.Up >= h.Quorum
+	if !h.Healthy && s.SorryServer != nil {
+		h.Sorry = true
+		for i := range vs.Dests {
+			if !vs.Dests[i].Absent {
+				vs.Dests[i].Weight = 0
+			}
+		}
+		ss := s.SorryServer
+		vs.Dests = append(vs.Dests, Dest{Addr: netip.AddrPortFrom(ss.Address.Addr, ss.Port), Weight: max(ss.WeightOr(), 1), Fwd: FwdMasq})
+	}
+	vs.sortDests()
+	return vs, h
+}

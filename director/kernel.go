@@ -1,0 +1,33 @@
+package director
+
+import (
+	"net/netip"
+)
+
+// IPVS is the part of the kernel's IPVS the director uses.
+type IPVS interface {
+	// Services dumps every virtual service with its real servers.
+	Services() ([]VirtualService, error)
+	AddService(VirtualService) error
+	UpdateService(VirtualService) error
+	DelService(ServiceKey) error
+	AddDest(ServiceKey, Dest) error
+	UpdateDest(ServiceKey, Dest) error
+	DelDest(ServiceKey, DestKey) error
+}
+
+// Addresses manages the VIP addresses on the director's dummy interface.
+type Addresses interface {
+	// EnsureLink creates the dummy interface if it is missing and sets it up.
+	EnsureLink(name string) error
+	// Addrs lists the global addresses on the interface (none if it does not exist).
+	Addrs(name string) ([]netip.Addr, error)
+	AddAddr(name string, a netip.Addr) error
+	DelAddr(name string, a netip.Addr) error
+}
+
+// Kernel is everything the reconciler changes.
+type Kernel interface {
+	IPVS
+	Addresses
+}

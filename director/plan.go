@@ -1,0 +1,289 @@
+package director
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+)
+
+// OpKind is the kind of one kernel operation.
+type OpKind int
+
+// The operations, in the order a plan applies them: addresses and services first, new real
+// servers before old ones are drained, deletions last.
+const (
+	OpAddVIP OpKind = iota
+	OpAddService
+	OpUpdateService
+	OpAddDest
+	OpUpdateDest
+	OpDelDest
+	OpDelService
+	OpDelVIP
+)
+
+var opNames = [...]string{"add-vip", "add-service", "update-service", "add-dest", "update-dest", "del-dest", "del-service", "del-vip"}
+
+func (k OpKind) String() string {
+	if int(k) < len(opNames) {
+		return opNames[k]
+	}
+	return fmt.Sprintf("op%d", int(k))
+}
+
+// Op is one change to the kernel.
+type Op struct {
+	Kind    OpKind
+	Service VirtualService // the service (for service ops its attributes, for dest ops its key)
+	Dest    Dest           // for dest ops
+	VIP     netip.Addr     // for VIP ops
+	Reason  string         // why, for logs and `plan`
+}
+
+func (o Op) String() string {
+	var s string
+	switch o.Kind {
+	case OpAddVIP, OpDelVIP:
+		s = fmt.Sprintf("%s %s", o.Kind, o.VIP)
+	case OpAddService, OpUpdateService:
+		s = fmt.Sprintf("%s %s", o.Kind, o.Service.String())
+	case OpDelService:
+		s = fmt.Sprintf("%s %s", o.Kind, o.Service.Key)
+	case OpDelDest:
+		s = fmt.Sprintf("%s %s -> %s", o.Kind, o.Service.Key, o.Dest.Addr)
+	default:
+		s = fmt.Sprintf("%s %s -> %s %s weight %d", o.Kind, o.Service.Key, o.Dest.Addr, fwdName(o.Dest.Fwd), o.Dest.Weight)
+	}
+	if o.Reason != "" {
+		s += " (" + o.Reason + ")"
+	}
+	return s
+}
+
+// DrainState remembers since when each draining real server has been draining.
+type DrainState map[ServiceKey]map[DestKey]time.Time
+
+// Clone returns a deep copy.
+func (d DrainState) Clone() DrainState {
+	out := make(DrainState, len(d))
+	for k, m := range d {
+		c := make(map[DestKey]time.Time, len(m))
+		for dk, t := range m {
+			c[dk] = t
+		}
+		out[k] = c
+	}
+	return out
+}
+
+// Len is the number of draining real servers.
+func (d DrainState) Len() int {
+	n := 0
+	for _, m := range d {
+		n += len(m)
+	}
+	return n
+}
+
+func (d DrainState) since(k ServiceKey, dk DestKey, now time.Time) time.Time {
+	m := d[k]
+	if m == nil {
+		m = map[DestKey]time.Time{}
+		d[k] = m
+	}
+	t, ok := m[dk]
+	if !ok {
+		t = now
+		m[dk] = t
+	}
+	return t
+}
+
+// PlanInput is everything the plan depends on.
+type PlanInput struct {
+	Desired  []VirtualService
+	Observed []VirtualService
+	// VIPs are the addresses on the director's own interface. A virtual service whose VIP is
+	// there belongs to the director (this is how ownership survives a restart); so does every
+	// desired one. Everything else is foreign and never touched.
+	VIPs    []netip.Addr
+	Exclude []netip.Prefix
+	// Drain is the drain state of the previous plan (not modified).
+	Drain        DrainState
+	DrainTimeout time.Duration
+	Now          time.Time
+}
+
+// Plan is the result: the operations to apply and the drain state after them.
+type Plan struct {
+	Ops   []Op
+	Drain DrainState
+}
+
+// Count returns the number of operations of each kind.
+func (p *Plan) Count() map[OpKind]int {
+	m := map[OpKind]int{}
+	for _, o := range p.Ops {
+		m[o.Kind]++
+	}
+	return m
+}
+
+func excluded(a netip.Addr, ex []netip.Prefix) bool {
+	for _, p := range ex {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// MakePlan diffs the desired state against the observed kernel state. It is a pure function.
+func MakePlan(in PlanInput) Plan {
+	drain := DrainState{}
+	prev := in.Drain
+	var ops []Op
+	onIf := map[netip.Addr]bool{}
+	for _, a := range in.VIPs {
+		onIf[a] = true
+	}
+	observed := make(map[ServiceKey]*VirtualService, len(in.Observed))
+	for i := range in.Observed {
+		observed[in.Observed[i].Key] = &in.Observed[i]
+	}
+	desired := make(map[ServiceKey]bool, len(in.Desired))
+	keepVIP := map[netip.Addr]bool{}
+
+	for i := range in.Desired {
+		d := &in.Desired[i]
+		if excluded(d.Key.Addr, in.Exclude) {
+			continue // config validation refuses these; never touch them anyway
+		}
+		desired[d.Key] = true
+		keepVIP[d.Key.Addr] = true
+		if !onIf[d.Key.Addr] {
+			onIf[d.Key.Addr] = true
+			ops = append(ops, Op{Kind: OpAddVIP, VIP: d.Key.Addr})
+		}
+		o, ok := observed[d.Key]
+		if !ok {
+			ops = append(ops, Op{Kind: OpAddService, Service: attrsOnly(d)})
+			for _, dd := range d.Dests {
+				if !dd.Absent {
+					ops = append(ops, Op{Kind: OpAddDest, Service: keyOnly(d.Key), Dest: dd})
+				}
+			}
+			continue
+		}
+		if !d.sameAttrs(o) {
+			ops = append(ops, Op{Kind: OpUpdateService, Service: attrsOnly(d), Reason: "was " + o.String()})
+		}
+		ops = appendDestOps(ops, d, o, in, prev, drain)
+	}
+
+	// Services that are no longer desired: drain, then delete. Only the director's own.
+	for i := range in.Observed {
+		o := &in.Observed[i]
+		if desired[o.Key] || !onIf[o.Key.Addr] || excluded(o.Key.Addr, in.Exclude) {
+			continue
+		}
+		empty := VirtualService{Key: o.Key}
+		n := len(ops)
+		ops = appendDestOps(ops, &empty, o, in, prev, drain)
+		remaining := len(o.Dests)
+		for _, op := range ops[n:] {
+			if op.Kind == OpDelDest {
+				remaining--
+			}
+		}
+		if remaining == 0 {
+			ops = append(ops, Op{Kind: OpDelService, Service: keyOnly(o.Key), Reason: "removed from config"})
+		} else {
+			keepVIP[o.Key.Addr] = true
+		}
+	}
+
+	for _, a := range in.VIPs {
+		if !keepVIP[a] && !excluded(a, in.Exclude) {
+			ops = append(ops, Op{Kind: OpDelVIP, VIP: a, Reason: "no service uses it"})
+		}
+	}
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Kind < ops[j].Kind })
+	return Plan{Ops: ops, Drain: drain}
+}
+
+func attrsOnly(s *VirtualService) VirtualService {
+	c := *s
+	c.Dests = nil
+	return c
+}
+
+func keyOnly(k ServiceKey) VirtualService { return VirtualService{Key: k} }
+
+// appendDestOps adds the real-server operations that turn o's destinations into d's.
+func appendDestOps(ops []Op, d, o *VirtualService, in PlanInput, prev, drain DrainState) []Op {
+	key := keyOnly(d.Key)
+	for _, dd := range d.Dests {
+		od, ok := o.dest(dd.Addr)
+		switch {
+		case dd.Absent && ok:
+			ops = append(ops, Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: dd.Addr}, Reason: "unhealthy"})
+		case dd.Absent:
+		case !ok:
+			ops = append(ops, Op{Kind: OpAddDest, Service: key, Dest: dd})
+		case od.Weight != dd.Weight || od.Fwd&FwdMask != dd.Fwd&FwdMask:
+			ops = append(ops, Op{Kind: OpUpdateDest, Service: key, Dest: dd,
+				Reason: fmt.Sprintf("was %s weight %d", fwdName(od.Fwd), od.Weight)})
+		}
+	}
+	for _, od := range o.Dests {
+		if _, ok := d.dest(od.Addr); ok {
+			continue
+		}
+		// Not desired: drain at weight 0, delete when idle or after the drain timeout.
+		started, ok := prev[o.Key][od.Addr]
+		if !ok {
+			started = in.Now
+		}
+		conns := od.ActiveConns
+		if o.Key.Protocol == ProtoUDP {
+			conns += od.InactiveConns
+		}
+		switch {
+		case conns == 0:
+			ops = append(ops, Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: od.Addr}, Reason: "drained: no connections"})
+		case in.Now.Sub(started) >= in.DrainTimeout:
+			ops = append(ops, Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: od.Addr},
+				Reason: fmt.Sprintf("drain timeout with %d connections", conns)})
+		default:
+			drain.since(o.Key, od.Addr, started)
+			if od.Weight != 0 {
+				ops = append(ops, Op{Kind: OpUpdateDest, Service: key, Dest: Dest{Addr: od.Addr, Weight: 0, Fwd: od.Fwd},
+					Reason: fmt.Sprintf("draining %d connections", conns)})
+			}
+		}
+	}
+	return ops
+}
+
+// CleanupPlan deletes every owned virtual service (its VIP is on the director's interface and
+// outside the excluded CIDRs) and then the VIPs, without draining. It is a pure function.
+func CleanupPlan(observed []VirtualService, vips []netip.Addr, exclude []netip.Prefix) []Op {
+	onIf := map[netip.Addr]bool{}
+	for _, a := range vips {
+		onIf[a] = true
+	}
+	var ops []Op
+	for _, o := range observed {
+		if onIf[o.Key.Addr] && !excluded(o.Key.Addr, exclude) {
+			ops = append(ops, Op{Kind: OpDelService, Service: keyOnly(o.Key), Reason: "cleanup"})
+		}
+	}
+	for _, a := range vips {
+		if !excluded(a, exclude) {
+			ops = append(ops, Op{Kind: OpDelVIP, VIP: a, Reason: "cleanup"})
+		}
+	}
+	return ops
+}

@@ -1,0 +1,222 @@
+package director
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Settings are the reconciler's knobs from the director section of the config.
+type Settings struct {
+	Interface    string
+	Exclude      []netip.Prefix
+	DrainTimeout time.Duration
+}
+
+// Reconciler keeps the kernel equal to the desired state.
+type Reconciler struct {
+	log    *slog.Logger
+	kernel Kernel
+	now    func() time.Time
+
+	mu       sync.Mutex
+	settings Settings
+	drain    DrainState
+	last     Status
+
+	syncDuration prometheus.Histogram
+	opsApplied   *prometheus.CounterVec
+	syncErrors   prometheus.Counter
+	draining     prometheus.Gauge
+}
+
+// Status is what the last sync did.
+type Status struct {
+	At       time.Time
+	Duration time.Duration
+	Ops      int
+	Err      string
+	Draining int
+}
+
+// NewReconciler returns a reconciler over kernel. now may be nil (time.Now).
+func NewReconciler(log *slog.Logger, reg prometheus.Registerer, kernel Kernel, s Settings, now func() time.Time) *Reconciler {
+	if now == nil {
+		now = time.Now
+	}
+	r := &Reconciler{
+		log: log, kernel: kernel, now: now, settings: s, drain: DrainState{},
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lvs_director_reconcile_duration_seconds",
+			Help:    "Time to read the kernel state, plan and apply.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}),
+		opsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lvs_director_reconcile_operations_total",
+			Help: "Kernel operations applied, by kind and result.",
+		}, []string{"kind", "result"}),
+		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lvs_director_reconcile_errors_total",
+			Help: "Syncs that failed to read or fully apply the kernel state.",
+		}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lvs_director_draining_real_servers",
+			Help: "Real servers at weight 0 waiting for their connections to end.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(r.syncDuration, r.opsApplied, r.syncErrors, r.draining)
+	}
+	return r
+}
+
+// SetSettings replaces the settings (on a config reload).
+func (r *Reconciler) SetSettings(s Settings) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.settings = s
+}
+
+// Plan reads the kernel and returns what Sync would do now, changing nothing.
+func (r *Reconciler) Plan(desired []VirtualService) (Plan, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.plan(desired)
+}
+
+func (r *Reconciler) plan(desired []VirtualService) (Plan, error) {
+	observed, err := r.kernel.Services()
+	if err != nil {
+		return Plan{}, fmt.Errorf("reading IPVS state: %w", err)
+	}
+	vips, err := r.kernel.Addrs(r.settings.Interface)
+	if err != nil {
+		return Plan{}, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+	}
+	return MakePlan(PlanInput{
+		Desired: desired, Observed: observed, VIPs: vips,
+		Exclude: r.settings.Exclude, Drain: r.drain, DrainTimeout: r.settings.DrainTimeout, Now: r.now(),
+	}), nil
+}
+
+// Sync makes the kernel equal to desired and returns the plan it applied. An operation that
+// fails is logged and counted; the others still run, and the next sync retries.
+func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	start := time.Now()
+	p, err := r.sync(desired)
+	r.last = Status{At: start, Duration: time.Since(start), Ops: len(p.Ops), Draining: r.drain.Len()}
+	r.syncDuration.Observe(r.last.Duration.Seconds())
+	if err != nil {
+		r.last.Err = err.Error()
+		r.syncErrors.Inc()
+	}
+	return p, err
+}
+
+func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
+	needLink := false
+	for i := range desired {
+		if !excluded(desired[i].Key.Addr, r.settings.Exclude) {
+			needLink = true
+			break
+		}
+	}
+	if needLink {
+		if err := r.kernel.EnsureLink(r.settings.Interface); err != nil {
+			return Plan{}, fmt.Errorf("interface %s: %w", r.settings.Interface, err)
+		}
+	}
+	p, err := r.plan(desired)
+	if err != nil {
+		return p, err
+	}
+	r.drain = p.Drain
+	r.draining.Set(float64(r.drain.Len()))
+	var errs []error
+	for _, op := range p.Ops {
+		if err := r.apply(op); err != nil {
+			r.opsApplied.WithLabelValues(op.Kind.String(), "error").Inc()
+			r.log.Error("kernel operation failed", "op", op.String(), "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", op, err))
+			continue
+		}
+		r.opsApplied.WithLabelValues(op.Kind.String(), "ok").Inc()
+		r.log.Info("applied", "op", op.String())
+	}
+	return p, errors.Join(errs...)
+}
+
+func (r *Reconciler) apply(op Op) error {
+	k := r.kernel
+	switch op.Kind {
+	case OpAddVIP:
+		return k.AddAddr(r.settings.Interface, op.VIP)
+	case OpDelVIP:
+		return k.DelAddr(r.settings.Interface, op.VIP)
+	case OpAddService:
+		return k.AddService(op.Service)
+	case OpUpdateService:
+		return k.UpdateService(op.Service)
+	case OpDelService:
+		return k.DelService(op.Service.Key)
+	case OpAddDest:
+		return k.AddDest(op.Service.Key, op.Dest)
+	case OpUpdateDest:
+		return k.UpdateDest(op.Service.Key, op.Dest)
+	case OpDelDest:
+		return k.DelDest(op.Service.Key, op.Dest.Addr)
+	}
+	return fmt.Errorf("unknown operation kind %d", op.Kind)
+}
+
+// Draining tells whether real servers are draining (the caller then syncs more often).
+func (r *Reconciler) Draining() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drain.Len() > 0
+}
+
+// DrainState returns a copy of the drain state.
+func (r *Reconciler) DrainState() DrainState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drain.Clone()
+}
+
+// Last returns the status of the last sync.
+func (r *Reconciler) Last() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// Cleanup removes every virtual service the director owns (those on its interface's VIPs,
+// outside exclude_cidrs) and the VIPs, at once and without draining. It touches nothing else.
+func (r *Reconciler) Cleanup() (Plan, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.drain = DrainState{}
+	observed, err := r.kernel.Services()
+	if err != nil {
+		return Plan{}, fmt.Errorf("reading IPVS state: %w", err)
+	}
+	vips, err := r.kernel.Addrs(r.settings.Interface)
+	if err != nil {
+		return Plan{}, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+	}
+	p := Plan{Ops: CleanupPlan(observed, vips, r.settings.Exclude)}
+	var errs []error
+	for _, op := range p.Ops {
+		if err := r.apply(op); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", op, err))
+		}
+	}
+	return p, errors.Join(errs...)
+}

@@ -1,0 +1,189 @@
+package director
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTestReconciler(t *testing.T) (*Reconciler, *FakeKernel, *clock) {
+	t.Helper()
+	k := NewFakeKernel()
+	c := &clock{t: t0}
+	r := NewReconciler(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k, Settings{
+		Interface: "lvs0", DrainTimeout: 30 * time.Second,
+		Exclude: []netip.Prefix{netip.MustParsePrefix("10.255.0.0/16")},
+	}, c.now)
+	return r, k, c
+}
+
+func mustSync(t *testing.T, r *Reconciler, desired []VirtualService) Plan {
+	t.Helper()
+	p, err := r.Sync(desired)
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return p
+}
+
+func TestReconcilerIdempotent(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := []VirtualService{
+		svc(vip1, 80, "wrr", rs("10.0.1.11:8080", 1), rs("10.0.1.12:8080", 2)),
+		svc(vip6, 443, "rr", rs("[2001:db8:1::11]:8443", 1)),
+	}
+	if p := mustSync(t, r, desired); len(p.Ops) != 7 {
+		t.Fatalf("first sync: %d ops, want 7: %v", len(p.Ops), opStrings(p.Ops))
+	}
+	k.ResetCalls()
+	p := mustSync(t, r, desired)
+	if len(p.Ops) != 0 || k.CallCount() != 0 {
+		t.Fatalf("second sync changed the kernel: ops %v calls %v", opStrings(p.Ops), k.Calls)
+	}
+	// A restart is a new reconciler over the same kernel: it adopts, changes nothing.
+	r2 := NewReconciler(r.log, prometheus.NewRegistry(), k, r.settings, nil)
+	if p := mustSync(t, r2, desired); len(p.Ops) != 0 {
+		t.Fatalf("restart changed the kernel: %v", opStrings(p.Ops))
+	}
+}
+
+func TestReconcilerRepairsFlush(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))}
+	mustSync(t, r, desired)
+	k.Flush()
+	if err := k.DelAddr("lvs0", vip1); err != nil {
+		t.Fatal(err)
+	}
+	p := mustSync(t, r, desired)
+	if len(p.Ops) != 3 {
+		t.Fatalf("repair: %v", opStrings(p.Ops))
+	}
+	if p := mustSync(t, r, desired); len(p.Ops) != 0 {
+		t.Fatalf("after repair: %v", opStrings(p.Ops))
+	}
+}
+
+func TestReconcilerDrainLifecycle(t *testing.T) {
+	r, k, c := newTestReconciler(t)
+	key := ServiceKey{ProtoTCP, vip1, 80}
+	gone := netip.MustParseAddrPort("10.0.1.12:8080")
+	mustSync(t, r, []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1), rs("10.0.1.12:8080", 1))})
+	k.SetConns(key, gone, 2, 0)
+
+	after := []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))}
+	mustSync(t, r, after)
+	obs, _ := k.Services()
+	if d, ok := obs[0].dest(gone); !ok || d.Weight != 0 {
+		t.Fatalf("removed real server: %+v present=%v, want weight 0", d, ok)
+	}
+	if !r.Draining() {
+		t.Fatal("Draining() = false while a real server drains")
+	}
+	c.t = c.t.Add(10 * time.Second)
+	k.SetConns(key, gone, 0, 4)
+	mustSync(t, r, after)
+	obs, _ = k.Services()
+	if _, ok := obs[0].dest(gone); ok {
+		t.Fatal("real server still present after its connections ended")
+	}
+	if r.Draining() {
+		t.Fatal("still draining after deletion")
+	}
+}
+
+func TestReconcilerRemovedServiceDrainsThenGoes(t *testing.T) {
+	r, k, c := newTestReconciler(t)
+	key := ServiceKey{ProtoTCP, vip1, 80}
+	mustSync(t, r, []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))})
+	k.SetConns(key, netip.MustParseAddrPort("10.0.1.11:8080"), 1, 0)
+	mustSync(t, r, nil)
+	if vips, _ := k.Addrs("lvs0"); len(vips) != 1 {
+		t.Fatalf("VIP removed while its service drains: %v", vips)
+	}
+	c.t = c.t.Add(31 * time.Second)
+	p := mustSync(t, r, nil)
+	want := []string{
+		"del-dest tcp/203.0.113.10:80 -> 10.0.1.11:8080 (drain timeout with 1 connections)",
+		"del-service tcp/203.0.113.10:80 (removed from config)",
+		"del-vip 203.0.113.10 (no service uses it)",
+	}
+	if got := opStrings(p.Ops); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q want %q", got, want)
+	}
+	if svcs, _ := k.Services(); len(svcs) != 0 {
+		t.Fatalf("services left: %v", svcs)
+	}
+}
+
+func TestReconcilerContinuesAfterFailedOp(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	boom := errors.New("boom")
+	k.FailOn = map[string]error{"add-dest": boom}
+	_, err := r.Sync([]VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1)), svc(vip2, 80, "rr")})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if svcs, _ := k.Services(); len(svcs) != 2 {
+		t.Fatalf("other operations not applied: %v", svcs)
+	}
+	if r.Last().Err == "" {
+		t.Fatal("last status has no error")
+	}
+}
+
+func TestReconcilerCleanupLeavesForeign(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	mustSync(t, r, []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))})
+	// A hand-made service on another VIP, and one in the excluded range on our interface.
+	if err := k.AddService(svc(vip2, 80, "rr")); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddService(svc(exVIP, 80, "rr")); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddAddr("lvs0", exVIP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	svcs, _ := k.Services()
+	if len(svcs) != 2 || svcs[0].Key.Addr != exVIP || svcs[1].Key.Addr != vip2 {
+		t.Fatalf("after cleanup: %v", svcs)
+	}
+	if vips, _ := k.Addrs("lvs0"); len(vips) != 1 || vips[0] != exVIP {
+		t.Fatalf("VIPs after cleanup: %v", vips)
+	}
+}
+
+func TestFakeKernelRefusesMisuse(t *testing.T) {
+	k := NewFakeKernel()
+	key := ServiceKey{ProtoTCP, vip1, 80}
+	for name, err := range map[string]error{
+		"del missing service": k.DelService(key),
+		"dest on missing":     k.AddDest(key, rs("10.0.0.1:80", 1)),
+		"addr on missing if":  k.AddAddr("lvs0", vip1),
+	} {
+		if !errors.Is(err, ErrFakeMisuse) {
+			t.Errorf("%s: err = %v, want misuse", name, err)
+		}
+	}
+	_ = k.AddService(svc(vip1, 80, "rr"))
+	if err := k.AddService(svc(vip1, 80, "rr")); !errors.Is(err, ErrFakeMisuse) {
+		t.Errorf("duplicate service: %v", err)
+	}
+	if err := k.AddDest(key, rs("[2001:db8::1]:80", 1)); !errors.Is(err, ErrFakeMisuse) {
+		t.Errorf("family mismatch: %v", err)
+	}
+}
