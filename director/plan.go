@@ -3,7 +3,6 @@ package director
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"time"
 )
 
@@ -143,7 +142,7 @@ func excluded(a netip.Addr, ex []netip.Prefix) bool {
 func MakePlan(in PlanInput) Plan {
 	drain := DrainState{}
 	prev := in.Drain
-	var ops []Op
+	var b opBuckets
 	onIf := map[netip.Addr]bool{}
 	for _, a := range in.VIPs {
 		onIf[a] = true
@@ -164,22 +163,22 @@ func MakePlan(in PlanInput) Plan {
 		keepVIP[d.Key.Addr] = true
 		if !onIf[d.Key.Addr] {
 			onIf[d.Key.Addr] = true
-			ops = append(ops, Op{Kind: OpAddVIP, VIP: d.Key.Addr})
+			b.add(Op{Kind: OpAddVIP, VIP: d.Key.Addr})
 		}
 		o, ok := observed[d.Key]
 		if !ok {
-			ops = append(ops, Op{Kind: OpAddService, Service: attrsOnly(d)})
+			b.add(Op{Kind: OpAddService, Service: attrsOnly(d)})
 			for _, dd := range d.Dests {
 				if !dd.Absent {
-					ops = append(ops, Op{Kind: OpAddDest, Service: keyOnly(d.Key), Dest: dd})
+					b.add(Op{Kind: OpAddDest, Service: keyOnly(d.Key), Dest: dd})
 				}
 			}
 			continue
 		}
 		if !d.sameAttrs(o) {
-			ops = append(ops, Op{Kind: OpUpdateService, Service: attrsOnly(d), Reason: "was " + o.String()})
+			b.add(Op{Kind: OpUpdateService, Service: attrsOnly(d), Reason: "was " + o.String()})
 		}
-		ops = appendDestOps(ops, d, o, in, prev, drain)
+		b.destOps(d, o, in, prev, drain)
 	}
 
 	// Services that are no longer desired: drain, then delete. Only the director's own.
@@ -189,16 +188,10 @@ func MakePlan(in PlanInput) Plan {
 			continue
 		}
 		empty := VirtualService{Key: o.Key}
-		n := len(ops)
-		ops = appendDestOps(ops, &empty, o, in, prev, drain)
-		remaining := len(o.Dests)
-		for _, op := range ops[n:] {
-			if op.Kind == OpDelDest {
-				remaining--
-			}
-		}
-		if remaining == 0 {
-			ops = append(ops, Op{Kind: OpDelService, Service: keyOnly(o.Key), Reason: "removed from config"})
+		deleted := len(b[OpDelDest])
+		b.destOps(&empty, o, in, prev, drain)
+		if len(b[OpDelDest])-deleted == len(o.Dests) {
+			b.add(Op{Kind: OpDelService, Service: keyOnly(o.Key), Reason: "removed from config"})
 		} else {
 			keepVIP[o.Key.Addr] = true
 		}
@@ -206,11 +199,30 @@ func MakePlan(in PlanInput) Plan {
 
 	for _, a := range in.VIPs {
 		if !keepVIP[a] && !excluded(a, in.Exclude) {
-			ops = append(ops, Op{Kind: OpDelVIP, VIP: a, Reason: "no service uses it"})
+			b.add(Op{Kind: OpDelVIP, VIP: a, Reason: "no service uses it"})
 		}
 	}
-	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Kind < ops[j].Kind })
-	return Plan{Ops: ops, Drain: drain}
+	return Plan{Ops: b.flatten(), Drain: drain}
+}
+
+// opBuckets keeps operations by kind, so a plan lists them in the order of the kinds.
+type opBuckets [OpDelVIP + 1][]Op
+
+func (b *opBuckets) add(o Op) { b[o.Kind] = append(b[o.Kind], o) }
+
+func (b *opBuckets) flatten() []Op {
+	n := 0
+	for _, ops := range b {
+		n += len(ops)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]Op, 0, n)
+	for _, ops := range b {
+		out = append(out, ops...)
+	}
+	return out
 }
 
 func attrsOnly(s *VirtualService) VirtualService {
@@ -221,19 +233,19 @@ func attrsOnly(s *VirtualService) VirtualService {
 
 func keyOnly(k ServiceKey) VirtualService { return VirtualService{Key: k} }
 
-// appendDestOps adds the real-server operations that turn o's destinations into d's.
-func appendDestOps(ops []Op, d, o *VirtualService, in PlanInput, prev, drain DrainState) []Op {
+// destOps adds the real-server operations that turn o's destinations into d's.
+func (b *opBuckets) destOps(d, o *VirtualService, in PlanInput, prev, drain DrainState) {
 	key := keyOnly(d.Key)
 	for _, dd := range d.Dests {
 		od, ok := o.dest(dd.Addr)
 		switch {
 		case dd.Absent && ok:
-			ops = append(ops, Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: dd.Addr}, Reason: "unhealthy"})
+			b.add(Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: dd.Addr}, Reason: "unhealthy"})
 		case dd.Absent:
 		case !ok:
-			ops = append(ops, Op{Kind: OpAddDest, Service: key, Dest: dd})
+			b.add(Op{Kind: OpAddDest, Service: key, Dest: dd})
 		case od.Weight != dd.Weight || od.Fwd&FwdMask != dd.Fwd&FwdMask:
-			ops = append(ops, Op{Kind: OpUpdateDest, Service: key, Dest: dd,
+			b.add(Op{Kind: OpUpdateDest, Service: key, Dest: dd,
 				Reason: fmt.Sprintf("was %s weight %d", fwdName(od.Fwd), od.Weight)})
 		}
 	}
@@ -252,19 +264,18 @@ func appendDestOps(ops []Op, d, o *VirtualService, in PlanInput, prev, drain Dra
 		}
 		switch {
 		case conns == 0:
-			ops = append(ops, Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: od.Addr}, Reason: "drained: no connections"})
+			b.add(Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: od.Addr}, Reason: "drained: no connections"})
 		case in.Now.Sub(started) >= in.DrainTimeout:
-			ops = append(ops, Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: od.Addr},
+			b.add(Op{Kind: OpDelDest, Service: key, Dest: Dest{Addr: od.Addr},
 				Reason: fmt.Sprintf("drain timeout with %d connections", conns)})
 		default:
 			drain.since(o.Key, od.Addr, started)
 			if od.Weight != 0 {
-				ops = append(ops, Op{Kind: OpUpdateDest, Service: key, Dest: Dest{Addr: od.Addr, Weight: 0, Fwd: od.Fwd},
+				b.add(Op{Kind: OpUpdateDest, Service: key, Dest: Dest{Addr: od.Addr, Weight: 0, Fwd: od.Fwd},
 					Reason: fmt.Sprintf("draining %d connections", conns)})
 			}
 		}
 	}
-	return ops
 }
 
 // CleanupPlan deletes every owned virtual service (its VIP is on the director's interface and
@@ -274,16 +285,16 @@ func CleanupPlan(observed []VirtualService, vips []netip.Addr, exclude []netip.P
 	for _, a := range vips {
 		onIf[a] = true
 	}
-	var ops []Op
+	var b opBuckets
 	for _, o := range observed {
 		if onIf[o.Key.Addr] && !excluded(o.Key.Addr, exclude) {
-			ops = append(ops, Op{Kind: OpDelService, Service: keyOnly(o.Key), Reason: "cleanup"})
+			b.add(Op{Kind: OpDelService, Service: keyOnly(o.Key), Reason: "cleanup"})
 		}
 	}
 	for _, a := range vips {
 		if !excluded(a, exclude) {
-			ops = append(ops, Op{Kind: OpDelVIP, VIP: a, Reason: "cleanup"})
+			b.add(Op{Kind: OpDelVIP, VIP: a, Reason: "cleanup"})
 		}
 	}
-	return ops
+	return b.flatten()
 }

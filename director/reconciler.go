@@ -18,6 +18,10 @@ type Settings struct {
 	DrainTimeout time.Duration
 }
 
+// maxLoggedOps is the largest plan whose operations are logged one by one; bigger plans (a
+// cold start) are summarised.
+const maxLoggedOps = 50
+
 // Reconciler keeps the kernel equal to the desired state.
 type Reconciler struct {
 	log    *slog.Logger
@@ -140,6 +144,8 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 	r.drain = p.Drain
 	r.draining.Set(float64(r.drain.Len()))
 	var errs []error
+	var counts [OpDelVIP + 1]int
+	verbose := len(p.Ops) <= maxLoggedOps
 	for _, op := range p.Ops {
 		if err := r.apply(op); err != nil {
 			r.opsApplied.WithLabelValues(op.Kind.String(), "error").Inc()
@@ -147,8 +153,20 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", op, err))
 			continue
 		}
-		r.opsApplied.WithLabelValues(op.Kind.String(), "ok").Inc()
-		r.log.Info("applied", "op", op.String())
+		counts[op.Kind]++
+		if verbose {
+			r.log.Info("applied", "op", op.String())
+		}
+	}
+	if len(p.Ops) > 0 {
+		attrs := []any{"ops", len(p.Ops), "failed", len(errs)}
+		for k, n := range counts {
+			if n > 0 {
+				r.opsApplied.WithLabelValues(OpKind(k).String(), "ok").Add(float64(n))
+				attrs = append(attrs, OpKind(k).String(), n)
+			}
+		}
+		r.log.Info("sync applied", attrs...)
 	}
 	return p, errors.Join(errs...)
 }
