@@ -46,7 +46,7 @@ func ServiceKeyOf(s *config.Service) ServiceKey {
 }
 
 func desiredService(s *config.Service, health HealthFunc) (VirtualService, ServiceHealth) {
-	vs := VirtualService{Key: ServiceKeyOf(s), Scheduler: s.Scheduler}
+	vs := VirtualService{Key: ServiceKeyOf(s), Scheduler: s.Scheduler, FullNAT: s.FullNAT}
 	if s.VIP.Is4() {
 		vs.Netmask = 0xffffffff
 	} else {

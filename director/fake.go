@@ -18,6 +18,7 @@ type FakeKernel struct {
 	mu       sync.Mutex
 	services map[ServiceKey]*VirtualService
 	links    map[string]map[netip.Addr]bool
+	fullNAT  []ServiceKey
 	Calls    []string
 	// FailOn makes the named call kind ("add-dest", ...) fail with this error when set.
 	FailOn map[string]error
@@ -255,4 +256,22 @@ func (f *FakeKernel) DelAddr(name string, a netip.Addr) error {
 	}
 	delete(f.links[name], a)
 	return nil
+}
+
+// SetFullNAT implements Kernel.
+func (f *FakeKernel) SetFullNAT(keys []ServiceKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("set-fullnat", "%v", keys); err != nil {
+		return err
+	}
+	f.fullNAT = append([]ServiceKey(nil), keys...)
+	return nil
+}
+
+// FullNAT returns the services the fake masquerades.
+func (f *FakeKernel) FullNAT() []ServiceKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]ServiceKey(nil), f.fullNAT...)
 }

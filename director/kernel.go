@@ -30,4 +30,7 @@ type Addresses interface {
 type Kernel interface {
 	IPVS
 	Addresses
+	// SetFullNAT makes the director's own nftables table masquerade the traffic of exactly
+	// these services (those with full_nat), and does nothing when it already does.
+	SetFullNAT(keys []ServiceKey) error
 }

@@ -93,6 +93,8 @@ type VirtualService struct {
 	Timeout   uint32 // persistence timeout in seconds
 	Netmask   uint32 // persistence netmask: IPv4 mask bits as a uint32, IPv6 prefix length
 	Dests     []Dest
+	// FullNAT (desired only): masquerade the traffic to the real servers too.
+	FullNAT bool
 }
 
 // Dest is a real server as the kernel holds it.

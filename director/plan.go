@@ -1,6 +1,7 @@
 package director
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"time"
@@ -297,4 +298,15 @@ func CleanupPlan(observed []VirtualService, vips []netip.Addr, exclude []netip.P
 		}
 	}
 	return b.flatten()
+}
+
+// FullNATFingerprint identifies a full-NAT rule set (stored with the rules, compared on sync).
+func FullNATFingerprint(keys []ServiceKey) []byte {
+	var b bytes.Buffer
+	b.WriteString("lvs-director/1")
+	for _, k := range keys {
+		b.WriteByte(' ')
+		b.WriteString(k.String())
+	}
+	return b.Bytes()
 }

@@ -32,6 +32,8 @@ type Reconciler struct {
 	settings Settings
 	drain    DrainState
 	last     Status
+	// fullNAT is the full-NAT service set last applied; nil until the first sync.
+	fullNAT *string
 
 	syncDuration prometheus.Histogram
 	opsApplied   *prometheus.CounterVec
@@ -158,6 +160,9 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 			r.log.Info("applied", "op", op.String())
 		}
 	}
+	if err := r.syncFullNAT(desired); err != nil {
+		errs = append(errs, err)
+	}
 	if len(p.Ops) > 0 {
 		attrs := []any{"ops", len(p.Ops), "failed", len(errs)}
 		for k, n := range counts {
@@ -169,6 +174,28 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 		r.log.Info("sync applied", attrs...)
 	}
 	return p, errors.Join(errs...)
+}
+
+func (r *Reconciler) syncFullNAT(desired []VirtualService) error {
+	var keys []ServiceKey
+	for _, s := range desired {
+		if s.FullNAT && !excluded(s.Key.Addr, r.settings.Exclude) {
+			keys = append(keys, s.Key)
+		}
+	}
+	fp := string(FullNATFingerprint(keys))
+	if r.fullNAT != nil && *r.fullNAT == fp {
+		return nil
+	}
+	if err := r.kernel.SetFullNAT(keys); err != nil {
+		r.log.Error("full-NAT rules failed", "err", err)
+		return fmt.Errorf("full-NAT rules: %w", err)
+	}
+	r.fullNAT = &fp
+	if len(keys) > 0 {
+		r.log.Info("full-NAT rules in place", "services", len(keys))
+	}
+	return nil
 }
 
 func (r *Reconciler) apply(op Op) error {
@@ -231,6 +258,10 @@ func (r *Reconciler) Cleanup() (Plan, error) {
 	}
 	p := Plan{Ops: CleanupPlan(observed, vips, r.settings.Exclude)}
 	var errs []error
+	if err := r.kernel.SetFullNAT(nil); err != nil {
+		errs = append(errs, fmt.Errorf("removing full-NAT rules: %w", err))
+	}
+	r.fullNAT = nil
 	for _, op := range p.Ops {
 		if err := r.apply(op); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", op, err))

@@ -187,3 +187,24 @@ func TestFakeKernelRefusesMisuse(t *testing.T) {
 		t.Errorf("family mismatch: %v", err)
 	}
 }
+
+func TestReconcilerFullNAT(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	a := svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))
+	a.FullNAT = true
+	b := svc(vip2, 80, "rr")
+	mustSync(t, r, []VirtualService{a, b})
+	if got := k.FullNAT(); len(got) != 1 || got[0] != a.Key {
+		t.Fatalf("full NAT = %v, want [%v]", got, a.Key)
+	}
+	k.ResetCalls()
+	mustSync(t, r, []VirtualService{a, b})
+	if k.CallCount() != 0 {
+		t.Fatalf("unchanged full-NAT set rewritten: %v", k.Calls)
+	}
+	a.FullNAT = false
+	mustSync(t, r, []VirtualService{a, b})
+	if got := k.FullNAT(); len(got) != 0 {
+		t.Fatalf("full NAT = %v, want none", got)
+	}
+}

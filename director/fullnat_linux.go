@@ -1,0 +1,106 @@
+package director
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// FullNATTable is the nftables table (family inet) that the director owns whole.
+const FullNATTable = "lvs_director"
+
+// FullNATMark is the packet mark bit the director sets on packets to full-NAT services, so that
+// they are masqueraded after IPVS picked a real server (as kube-proxy does with 0x4000).
+const FullNATMark uint32 = 0x00400000
+
+// SetFullNAT makes the table hold exactly the rules for keys: packets to a full-NAT VIP:port get
+// FullNATMark in prerouting and are masqueraded in postrouting. The table is replaced in one
+// atomic transaction, and only when its fingerprint differs from keys.
+func (k *LinuxKernel) SetFullNAT(keys []ServiceKey) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	want := FullNATFingerprint(keys)
+	table := &nftables.Table{Name: FullNATTable, Family: nftables.TableFamilyINet}
+	have, exists, err := currentFingerprint(c, table)
+	if err != nil {
+		return err
+	}
+	if exists && bytes.Equal(have, want) || !exists && len(keys) == 0 {
+		return nil
+	}
+	if exists {
+		c.DelTable(table)
+	}
+	if len(keys) > 0 {
+		c.AddTable(table)
+		pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: table, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
+		post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+		for i, key := range keys {
+			r := &nftables.Rule{Table: table, Chain: pre, Exprs: markExprs(key)}
+			if i == 0 {
+				r.UserData = want
+			}
+			c.AddRule(r)
+		}
+		mark := binary.NativeEndian.AppendUint32(nil, FullNATMark)
+		c.AddRule(&nftables.Rule{Table: table, Chain: post, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+			&expr.Masq{},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table %s: %w", FullNATTable, err)
+	}
+	return nil
+}
+
+func currentFingerprint(c *nftables.Conn, table *nftables.Table) ([]byte, bool, error) {
+	if _, err := c.ListTableOfFamily(FullNATTable, nftables.TableFamilyINet); err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("nftables: listing table %s: %w", FullNATTable, err)
+	}
+	rules, err := c.GetRules(table, &nftables.Chain{Name: "prerouting", Table: table})
+	if err != nil || len(rules) == 0 {
+		return nil, true, nil // present but not as we write it: replace
+	}
+	return rules[0].UserData, true, nil
+}
+
+// markExprs matches VIP:port/protocol and sets FullNATMark on the packet.
+func markExprs(k ServiceKey) []expr.Any {
+	var nfproto byte = unix.NFPROTO_IPV4
+	off, l := uint32(16), uint32(4)
+	if k.Addr.Is6() {
+		nfproto, off, l = unix.NFPROTO_IPV6, 24, 16
+	}
+	port := binary.BigEndian.AppendUint16(nil, k.Port)
+	mark := binary.NativeEndian.AppendUint32(nil, FullNATMark)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: k.Addr.AsSlice()},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(k.Protocol)}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, ^FullNATMark), Xor: mark},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+	}
+}
