@@ -149,7 +149,7 @@ func (d *Daemon) requestSync() {
 // Desired returns the desired kernel state for the running config and the current health.
 func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth) {
 	cfg := d.Config()
-	return director.Desired(cfg.Services, nil)
+	return director.Desired(cfg.Services, nil, nil)
 }
 
 // Sync plans and applies once.

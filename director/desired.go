@@ -11,6 +11,10 @@ import (
 // Real servers of services without a health check are not asked: they are up.
 type HealthFunc func(service string, rs netip.AddrPort) bool
 
+// DrainedFunc tells whether an operator drained a real server of a service (`lvs-director
+// drain`); such a real server is left out of the desired state, so the plan drains it.
+type DrainedFunc func(service string, rs netip.AddrPort) bool
+
 // ServiceHealth is the health of one virtual service, the input of the announce decision.
 type ServiceHealth struct {
 	Name    string
@@ -26,12 +30,12 @@ type ServiceHealth struct {
 // servers. An unhealthy real server is marked Absent (deleted at once) or, with
 // inhibit_on_failure, kept at weight 0. While a service has fewer healthy real servers than its
 // quorum (at least 1), its sorry server, if any, takes all new connections.
-func Desired(services []config.Service, health HealthFunc) ([]VirtualService, []ServiceHealth) {
+func Desired(services []config.Service, health HealthFunc, drained DrainedFunc) ([]VirtualService, []ServiceHealth) {
 	out := make([]VirtualService, 0, len(services))
 	hs := make([]ServiceHealth, 0, len(services))
 	for i := range services {
 		s := &services[i]
-		vs, h := desiredService(s, health)
+		vs, h := desiredService(s, health, drained)
 		out = append(out, vs)
 		hs = append(hs, h)
 	}
@@ -45,7 +49,7 @@ func ServiceKeyOf(s *config.Service) ServiceKey {
 	return ServiceKey{Protocol: p, Addr: s.VIP.Addr, Port: s.Port}
 }
 
-func desiredService(s *config.Service, health HealthFunc) (VirtualService, ServiceHealth) {
+func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc) (VirtualService, ServiceHealth) {
 	vs := VirtualService{Key: ServiceKeyOf(s), Scheduler: s.Scheduler, FullNAT: s.FullNAT}
 	if s.VIP.Is4() {
 		vs.Netmask = 0xffffffff
@@ -65,10 +69,14 @@ func desiredService(s *config.Service, health HealthFunc) (VirtualService, Servi
 		}
 	}
 	checked := func(rs *config.RealServer) bool { return s.HealthCheck != nil || rs.HealthCheck != nil }
-	h := ServiceHealth{Name: s.Name, Key: vs.Key, Total: len(s.RealServers), Quorum: max(s.Quorum, 1)}
+	h := ServiceHealth{Name: s.Name, Key: vs.Key, Quorum: max(s.Quorum, 1)}
+	h.Total = len(s.RealServers)
 	for i := range s.RealServers {
 		rs := &s.RealServers[i]
 		ap := netip.AddrPortFrom(rs.Address.Addr, rs.Port)
+		if drained != nil && drained(s.Name, ap) {
+			continue
+		}
 		up := !checked(rs) || (health != nil && health(s.Name, ap))
 		d := Dest{Addr: ap, Weight: rs.WeightOr(), Fwd: FwdMasq}
 		if up {
