@@ -31,17 +31,32 @@ type Daemon struct {
 	rec    *director.Reconciler
 	notify Notifier
 
-	mu       sync.Mutex
-	cfg      *config.Config
-	reload   ReloadStatus
-	desired  []director.VirtualService
-	health   []director.ServiceHealth
-	syncReq  chan struct{}
-	lastSync time.Time
+	mu        sync.Mutex
+	cfg       *config.Config
+	reload    ReloadStatus
+	desired   []director.VirtualService
+	svcHealth []director.ServiceHealth
+	syncReq   chan struct{}
+	lastSync  time.Time
+	drained   map[string]map[netip.AddrPort]bool
+
+	health     Health
+	extensions []func() (string, any)
 
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
 	reloads    *prometheus.CounterVec
+}
+
+// Health is the health checker as the daemon uses it.
+type Health interface {
+	// Update starts, keeps or stops the checks of the configured services.
+	Update(services []config.Service)
+	// RealServer returns the health of a real server of a service; checked is false when the
+	// real server has no check.
+	RealServer(service *config.Service, rs netip.AddrPort) (up bool, reason string, checked bool)
+	// Changes fires after any real server changed state.
+	Changes() <-chan struct{}
 }
 
 // ReloadStatus is the result of the last config load.
@@ -63,6 +78,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 	d := &Daemon{
 		log: log, path: path, kernel: kernel, cfg: cfg, notify: notify,
 		syncReq: make(chan struct{}, 1),
+		drained: map[string]map[netip.AddrPort]bool{},
 		reload:  ReloadStatus{At: time.Now(), OK: true},
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lvs_director_config_last_reload_successful",
@@ -81,7 +97,24 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
 	d.rec = director.NewReconciler(log, reg, kernel, settingsOf(cfg), nil)
+	d.loadDrains()
 	return d, nil
+}
+
+// SetHealth attaches the health checker; call before Run.
+func (d *Daemon) SetHealth(h Health) {
+	d.health = h
+	h.Update(d.Config().Services)
+}
+
+// AddStatusExtension adds a named section to the status report (BGP, cluster).
+func (d *Daemon) AddStatusExtension(f func() (string, any)) { d.extensions = append(d.extensions, f) }
+
+func (d *Daemon) healthOf(s *config.Service, a netip.AddrPort) (up bool, reason string, checked bool) {
+	if d.health == nil {
+		return true, "", false
+	}
+	return d.health.RealServer(s, a)
 }
 
 func settingsOf(c *config.Config) director.Settings {
@@ -124,6 +157,9 @@ func (d *Daemon) Reload() error {
 	}
 	d.cfg = cfg
 	d.rec.SetSettings(settingsOf(cfg))
+	if d.health != nil {
+		d.health.Update(cfg.Services)
+	}
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
 	d.reloads.WithLabelValues("ok").Inc()
@@ -149,25 +185,24 @@ func (d *Daemon) requestSync() {
 // Desired returns the desired kernel state for the running config and the current health.
 func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth) {
 	cfg := d.Config()
-	return director.Desired(cfg.Services, nil, nil)
+	byName := map[string]*config.Service{}
+	for i := range cfg.Services {
+		byName[cfg.Services[i].Name] = &cfg.Services[i]
+	}
+	health := func(service string, a netip.AddrPort) bool {
+		up, _, _ := d.healthOf(byName[service], a)
+		return up
+	}
+	return director.Desired(cfg.Services, health, d.isDrained)
 }
 
 // Sync plans and applies once.
 func (d *Daemon) Sync() error {
 	desired, health := d.Desired()
 	d.mu.Lock()
-	d.desired, d.health = desired, health
-	fullNAT := false
-	for _, s := range d.cfg.Services {
-		fullNAT = fullNAT || s.FullNAT
-	}
+	d.desired, d.svcHealth = desired, health
 	d.lastSync = time.Now()
 	d.mu.Unlock()
-	for k, v := range director.RequiredSysctls(desired, fullNAT) {
-		if err := director.SetSysctl(k, v); err != nil {
-			d.log.Warn("cannot set sysctl", "err", err)
-		}
-	}
 	_, err := d.rec.Sync(desired)
 	return err
 }
@@ -190,6 +225,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	fileEvents, stopWatch := d.watchFile()
 	defer stopWatch()
+	var healthChanges <-chan struct{}
+	if d.health != nil {
+		healthChanges = d.health.Changes()
+	}
 
 	var debounce <-chan time.Time
 	for {
@@ -214,6 +253,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			debounce = nil
 			_ = d.Reload()
 		case <-d.syncReq:
+		case <-healthChanges:
 		case <-timer.C:
 		}
 		timer.Stop()

@@ -59,10 +59,10 @@ services:
 		inhib   []Dest
 	}{
 		{
-			name: "all up",
-			up:   map[netip.AddrPort]bool{ap("10.0.1.11:8080"): true, ap("10.0.1.12:8080"): true, ap("10.0.1.13:8080"): true, ap("[2001:db8:1::11]:443"): true, ap("[2001:db8:1::12]:443"): true},
-			web:  []Dest{{Addr: ap("10.0.1.11:8080"), Weight: 3}, {Addr: ap("10.0.1.12:8080"), Weight: 2}, {Addr: ap("10.0.1.13:8080"), Weight: 1}},
-			webH: ServiceHealth{Up: 3, Total: 3, Quorum: 2, Healthy: true},
+			name:  "all up",
+			up:    map[netip.AddrPort]bool{ap("10.0.1.11:8080"): true, ap("10.0.1.12:8080"): true, ap("10.0.1.13:8080"): true, ap("[2001:db8:1::11]:443"): true, ap("[2001:db8:1::12]:443"): true},
+			web:   []Dest{{Addr: ap("10.0.1.11:8080"), Weight: 3}, {Addr: ap("10.0.1.12:8080"), Weight: 2}, {Addr: ap("10.0.1.13:8080"), Weight: 1}},
+			webH:  ServiceHealth{Up: 3, Total: 3, Quorum: 2, Healthy: true},
 			inhib: []Dest{{Addr: ap("[2001:db8:1::11]:443"), Weight: 4}, {Addr: ap("[2001:db8:1::12]:443"), Weight: 4}},
 		},
 		{

@@ -19,6 +19,7 @@ type FakeKernel struct {
 	services map[ServiceKey]*VirtualService
 	links    map[string]map[netip.Addr]bool
 	fullNAT  []ServiceKey
+	sysctls  map[string]string
 	Calls    []string
 	// FailOn makes the named call kind ("add-dest", ...) fail with this error when set.
 	FailOn map[string]error
@@ -274,4 +275,28 @@ func (f *FakeKernel) FullNAT() []ServiceKey {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]ServiceKey(nil), f.fullNAT...)
+}
+
+// SetSysctl implements Kernel.
+func (f *FakeKernel) SetSysctl(name, value string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sysctls[name] == value {
+		return nil
+	}
+	if err := f.record("sysctl", "%s=%s", name, value); err != nil {
+		return err
+	}
+	if f.sysctls == nil {
+		f.sysctls = map[string]string{}
+	}
+	f.sysctls[name] = value
+	return nil
+}
+
+// Sysctl returns a sysctl value the fake holds.
+func (f *FakeKernel) Sysctl(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sysctls[name]
 }

@@ -33,4 +33,6 @@ type Kernel interface {
 	// SetFullNAT makes the director's own nftables table masquerade the traffic of exactly
 	// these services (those with full_nat), and does nothing when it already does.
 	SetFullNAT(keys []ServiceKey) error
+	// SetSysctl sets a sysctl such as net.ipv4.ip_forward, doing nothing when it has the value.
+	SetSysctl(name, value string) error
 }

@@ -206,7 +206,7 @@ func (k *LinuxKernel) DelAddr(name string, a netip.Addr) error {
 }
 
 // SetSysctl writes a value under /proc/sys, e.g. SetSysctl("net.ipv4.ip_forward", "1").
-func SetSysctl(name, value string) error {
+func (k *LinuxKernel) SetSysctl(name, value string) error {
 	p := filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
 	cur, err := os.ReadFile(p)
 	if err != nil {
@@ -219,20 +219,4 @@ func SetSysctl(name, value string) error {
 		return fmt.Errorf("sysctl %s=%s: %w", name, value, err)
 	}
 	return nil
-}
-
-// RequiredSysctls lists the sysctls NAT forwarding needs for the desired services.
-func RequiredSysctls(desired []VirtualService, fullNAT bool) map[string]string {
-	m := map[string]string{}
-	for _, s := range desired {
-		if s.Key.Addr.Is4() {
-			m["net.ipv4.ip_forward"] = "1"
-		} else {
-			m["net.ipv6.conf.all.forwarding"] = "1"
-		}
-	}
-	if fullNAT {
-		m["net.ipv4.vs.conntrack"] = "1"
-	}
-	return m
 }

@@ -310,3 +310,25 @@ func FullNATFingerprint(keys []ServiceKey) []byte {
 	}
 	return b.Bytes()
 }
+
+// RequiredSysctls lists, in a stable order, the sysctls NAT forwarding needs for the desired
+// services: forwarding for each address family in use, and IPVS conntrack for full NAT.
+func RequiredSysctls(desired []VirtualService) [][2]string {
+	var v4, v6, fullNAT bool
+	for _, s := range desired {
+		v4 = v4 || s.Key.Addr.Is4()
+		v6 = v6 || s.Key.Addr.Is6()
+		fullNAT = fullNAT || s.FullNAT
+	}
+	var out [][2]string
+	if v4 {
+		out = append(out, [2]string{"net.ipv4.ip_forward", "1"})
+	}
+	if v6 {
+		out = append(out, [2]string{"net.ipv6.conf.all.forwarding", "1"})
+	}
+	if fullNAT {
+		out = append(out, [2]string{"net.ipv4.vs.conntrack", "1"})
+	}
+	return out
+}

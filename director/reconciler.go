@@ -163,6 +163,12 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 	if err := r.syncFullNAT(desired); err != nil {
 		errs = append(errs, err)
 	}
+	for _, kv := range RequiredSysctls(desired) {
+		if err := r.kernel.SetSysctl(kv[0], kv[1]); err != nil {
+			r.log.Error("cannot set sysctl", "name", kv[0], "value", kv[1], "err", err)
+			errs = append(errs, fmt.Errorf("sysctl %s: %w", kv[0], err))
+		}
+	}
 	if len(p.Ops) > 0 {
 		attrs := []any{"ops", len(p.Ops), "failed", len(errs)}
 		for k, n := range counts {
@@ -268,4 +274,16 @@ func (r *Reconciler) Cleanup() (Plan, error) {
 		}
 	}
 	return p, errors.Join(errs...)
+}
+
+// Observe reads the kernel's virtual services (serialised with syncs: one netlink socket).
+func (r *Reconciler) Observe() ([]VirtualService, []netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	svcs, err := r.kernel.Services()
+	if err != nil {
+		return nil, nil, err
+	}
+	vips, err := r.kernel.Addrs(r.settings.Interface)
+	return svcs, vips, err
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/daemon"
@@ -37,6 +38,9 @@ func commands() []command {
 		{"validate", "--config FILE", "check a config file; exit 0 if valid, 1 with every error if not", cmdValidate},
 		{"plan", "--config FILE", "print the kernel operations a sync would apply now; applies nothing", cmdPlan},
 		{"cleanup", "--config FILE", "remove every virtual service and VIP the director owns, and nothing else", cmdCleanup},
+		{"status", "[--json] [--socket PATH]", "show the running director's view: kernel table, health, drains, announcements", cmdStatus},
+		{"drain", "[--socket PATH] SERVICE REALSERVER", "take a real server out of rotation (weight 0, then removal) until undrain", drainCommand(true)},
+		{"undrain", "[--socket PATH] SERVICE REALSERVER", "put a drained real server back", drainCommand(false)},
 		{"version", "", "print the version", cmdVersion},
 	}
 }
@@ -247,6 +251,21 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 		fmt.Fprintf(errOut, "%s\n", daemon.Describe(err))
 		return 1
 	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo())
+	cfg := d.Config()
+	go func() {
+		if err := d.ServeAPI(ctx); err != nil {
+			log.Error("status API stopped", "err", err)
+		}
+	}()
+	if cfg.API.MetricsListen != "off" {
+		go func() {
+			if err := daemon.ServeMetrics(ctx, cfg.API.MetricsListen, reg); err != nil {
+				log.Error("metrics listener stopped", "err", err)
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
@@ -263,4 +282,13 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 		return 1
 	}
 	return 0
+}
+
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lvs_director_build_info",
+		Help: "Build information; the value is always 1.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
+	return g
 }

@@ -1,0 +1,221 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lvs-director/lvs-director/director"
+)
+
+const baseConfig = `
+director: {drain_timeout: 30s}
+api: {socket: %SOCK%}
+services:
+  - name: web
+    vip: 203.0.113.10
+    port: 80
+    real_servers:
+      - {address: 10.0.1.11, port: 8080}
+      - {address: 10.0.1.12, port: 8080}
+`
+
+type fixture struct {
+	d    *Daemon
+	k    *director.FakeKernel
+	reg  *prometheus.Registry
+	path string
+	dir  string
+}
+
+func newFixture(t *testing.T, cfg string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "director.yaml")
+	write(t, path, strings.ReplaceAll(cfg, "%SOCK%", filepath.Join(dir, "api.sock")))
+	k := director.NewFakeKernel()
+	reg := prometheus.NewRegistry()
+	d, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg, k, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{d: d, k: k, reg: reg, path: path, dir: dir}
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func kernelDests(t *testing.T, k *director.FakeKernel) map[string]int {
+	t.Helper()
+	svcs, _ := k.Services()
+	out := map[string]int{}
+	for _, s := range svcs {
+		for _, d := range s.Dests {
+			out[s.Key.String()+" "+d.Addr.String()] = d.Weight
+		}
+	}
+	return out
+}
+
+func TestBadReloadKeepsRunningConfig(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(t, f.path, "services:\n  - name: web\n    vip: 203.0.113.10\n    port: 80\n    sheduler: rr\n")
+	err := f.d.Reload()
+	if err == nil {
+		t.Fatal("bad reload accepted")
+	}
+	st := f.d.LastReload()
+	want := f.path + ":5: services[0].sheduler: unknown field \"sheduler\""
+	if st.OK || len(st.Errors) != 1 || st.Errors[0] != want {
+		t.Fatalf("reload status %+v, want error %q", st, want)
+	}
+	if got := testutil.ToFloat64(f.d.reloadOK); got != 0 {
+		t.Fatalf("reload gauge = %v", got)
+	}
+	f.k.ResetCalls()
+	if err := f.d.Sync(); err != nil || f.k.CallCount() != 0 {
+		t.Fatalf("sync after bad reload changed the kernel: %v %v", f.k.Calls, err)
+	}
+	if len(kernelDests(t, f.k)) != 2 {
+		t.Fatalf("kernel: %v", kernelDests(t, f.k))
+	}
+}
+
+func TestReloadAppliesOnlyTheChange(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(t, f.path, strings.ReplaceAll(baseConfig, "%SOCK%", filepath.Join(f.dir, "api.sock"))+"      - {address: 10.0.1.13, port: 8080}\n")
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	f.k.ResetCalls()
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.k.Calls) != 1 || f.k.Calls[0] != "add-dest tcp/203.0.113.10:80 10.0.1.13:8080 1" {
+		t.Fatalf("calls %v", f.k.Calls)
+	}
+}
+
+func TestRunReloadsOnFileChange(t *testing.T) {
+	f := newFixture(t, strings.Replace(baseConfig, "director: {drain_timeout: 30s}", "director: {drain_timeout: 30s, min_sync_period: 10ms}", 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.d.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return len(kernelDests(t, f.k)) == 2 })
+	cfg := strings.ReplaceAll(baseConfig, "%SOCK%", filepath.Join(f.dir, "api.sock"))
+	cfg = strings.Replace(cfg, "director: {drain_timeout: 30s}", "director: {drain_timeout: 30s, min_sync_period: 10ms}", 1)
+	write(t, f.path, cfg+"      - {address: 10.0.1.13, port: 8080}\n")
+	waitFor(t, func() bool { return len(kernelDests(t, f.k)) == 3 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDrainAPI(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.d.Handler(false))
+	defer srv.Close()
+	post := func(path, body string) (int, string) {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/v1/drain", `{"service":"web","real_server":"10.0.1.99:8080"}`); code != 404 || !strings.Contains(body, `service \"web\" has no real server 10.0.1.99:8080`) {
+		t.Fatalf("unknown real server: %d %s", code, body)
+	}
+	if code, body := post("/v1/drain", `{"service":"web","real_server":"nope"}`); code != 400 || !strings.Contains(body, `invalid real server \"nope\": want address:port`) {
+		t.Fatalf("bad address: %d %s", code, body)
+	}
+	if code, body := post("/v1/drain", `{"service":"web","real_server":"10.0.1.12:8080"}`); code != 200 {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// No connections in the fake: the drained real server is gone at once.
+	if _, ok := kernelDests(t, f.k)["tcp/203.0.113.10:80 10.0.1.12:8080"]; ok {
+		t.Fatalf("drained real server still in the kernel: %v", kernelDests(t, f.k))
+	}
+	// It stays drained across a reload and a restart (the drain file).
+	if err := f.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), f.k, f.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d2.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := rep.Services[0].RealServers
+	if rs[1].Address != "10.0.1.12:8080" || rs[1].Drain != "operator" || rs[1].KernelWeight != nil {
+		t.Fatalf("status after restart: %+v", rs[1])
+	}
+	if code, body := post("/v1/undrain", `{"service":"web","real_server":"10.0.1.12:8080"}`); code != 200 {
+		t.Fatalf("undrain: %d %s", code, body)
+	}
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := kernelDests(t, f.k)["tcp/203.0.113.10:80 10.0.1.12:8080"]; !ok || w != 1 {
+		t.Fatalf("undrained real server: %v", kernelDests(t, f.k))
+	}
+	ro := httptest.NewServer(f.d.Handler(true))
+	defer ro.Close()
+	resp, err := http.Post(ro.URL+"/v1/drain", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("read-only drain: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(ro.URL + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep2 Report
+	_ = json.NewDecoder(resp.Body).Decode(&rep2)
+	resp.Body.Close()
+	if len(rep2.Services) != 1 || rep2.Services[0].RealServers[0].KernelWeight == nil || *rep2.Services[0].RealServers[0].KernelWeight != 1 {
+		t.Fatalf("read-only status: %+v", rep2)
+	}
+}
