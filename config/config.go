@@ -274,6 +274,7 @@ func (c *Config) validate(v *validator) {
 	if c.Cluster != nil {
 		c.Cluster.validate(v, "cluster")
 	}
+	c.validateCrossSections(v)
 }
 
 func (s *Service) validate(v *validator, p string, exclude []Prefix) {
@@ -347,6 +348,14 @@ func (s *Service) validate(v *validator, p string, exclude []Prefix) {
 	}
 	if s.BGP != nil {
 		s.BGP.validate(v, p+".bgp")
+	}
+}
+
+func (c *Config) validateCrossSections(v *validator) {
+	for i := range c.Services {
+		if c.Services[i].BGP != nil && c.BGP == nil {
+			v.errorf(fmt.Sprintf("services[%d].bgp", i), "route attributes need the top-level bgp section")
+		}
 	}
 }
 

@@ -47,8 +47,8 @@ func (es Errors) Error() string {
 // validator collects errors with the line of the field they concern.
 type validator struct {
 	file  string
-	lines map[string]int      // field path -> line
-	paths map[int][]string    // line -> field paths that start on it
+	lines map[string]int   // field path -> line
+	paths map[int][]string // line -> field paths that start on it
 	errs  Errors
 }
 
@@ -120,19 +120,41 @@ func (v *validator) errorf(path, format string, args ...any) {
 	v.errs = append(v.errs, &FieldError{File: v.file, Line: v.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-// pathAtLine returns the deepest common field path of the fields that begin at line.
+// pathAtLine returns the field path of a decoding error at line: the deepest path there when
+// the paths on that line nest (a block item whose first key is on the item's line), else their
+// common parent (several fields of a flow mapping share the line).
 func (v *validator) pathAtLine(line int) string {
 	ps := v.paths[line]
 	if len(ps) == 0 {
 		return ""
 	}
+	longest := ps[0]
+	for _, p := range ps[1:] {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	nested := true
+	for _, p := range ps {
+		if !isPathPrefix(p, longest) {
+			nested = false
+		}
+	}
+	if nested {
+		return longest
+	}
 	common := ps[0]
 	for _, p := range ps[1:] {
-		for !strings.HasPrefix(p, common) && common != "" {
+		for !isPathPrefix(common, p) && common != "" {
 			common = parentPath(common)
 		}
 	}
 	return common
+}
+
+// isPathPrefix tells whether field path p is q or one of q's parents.
+func isPathPrefix(p, q string) bool {
+	return p == q || strings.HasPrefix(q, p) && (q[len(p)] == '.' || q[len(p)] == '[')
 }
 
 var yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
