@@ -15,6 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lvs-director/lvs-director/bgp"
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/director"
 )
@@ -41,7 +42,11 @@ type Daemon struct {
 	drained   map[string]map[netip.AddrPort]bool
 
 	health     Health
+	speaker    Speaker
+	members    Membership
+	announced  map[netip.Addr]bgp.Role
 	extensions []func() (string, any)
+	onReload   []func(*config.Config)
 
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -107,6 +112,10 @@ func (d *Daemon) SetHealth(h Health) {
 	h.Update(d.Config().Services)
 }
 
+// OnReload registers a function called with each newly loaded config (under the daemon's lock:
+// it must not call back into the daemon).
+func (d *Daemon) OnReload(f func(*config.Config)) { d.onReload = append(d.onReload, f) }
+
 // AddStatusExtension adds a named section to the status report (BGP, cluster).
 func (d *Daemon) AddStatusExtension(f func() (string, any)) { d.extensions = append(d.extensions, f) }
 
@@ -159,6 +168,9 @@ func (d *Daemon) Reload() error {
 	d.rec.SetSettings(settingsOf(cfg))
 	if d.health != nil {
 		d.health.Update(cfg.Services)
+	}
+	for _, f := range d.onReload {
+		f(cfg)
 	}
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
@@ -220,14 +232,18 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err := d.Sync(); err != nil {
 		d.log.Error("first sync incomplete", "err", err)
 	}
+	d.announce(ctx)
 	d.notify("READY=1")
 	d.log.Info("running", "config", d.path, "services", len(d.Config().Services))
 
 	fileEvents, stopWatch := d.watchFile()
 	defer stopWatch()
-	var healthChanges <-chan struct{}
+	var healthChanges, memberChanges <-chan struct{}
 	if d.health != nil {
 		healthChanges = d.health.Changes()
+	}
+	if d.members != nil {
+		memberChanges = d.members.Changes()
 	}
 
 	var debounce <-chan time.Time
@@ -254,6 +270,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			_ = d.Reload()
 		case <-d.syncReq:
 		case <-healthChanges:
+		case <-memberChanges:
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -270,6 +287,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		if err := d.Sync(); err != nil {
 			d.log.Error("sync incomplete", "err", err)
 		}
+		d.announce(ctx)
 		d.notify("WATCHDOG=1")
 	}
 }

@@ -45,7 +45,7 @@ type ServiceReport struct {
 	Quorum      int                `json:"quorum"`
 	Sorry       bool               `json:"sorry_server_active"`
 	Announce    string             `json:"announce,omitempty"`
-	Owner       string             `json:"owner,omitempty"`
+	Role        string             `json:"cluster_role,omitempty"`
 	RealServers []RealServerReport `json:"real_servers"`
 }
 
@@ -92,6 +92,10 @@ func (d *Daemon) Status() (Report, error) {
 		h := hByName[s.Name]
 		sr := ServiceReport{Name: s.Name, Key: key.String(), Scheduler: s.Scheduler, Healthy: h.Healthy,
 			Up: h.Up, Total: h.Total, Quorum: h.Quorum, Sorry: h.Sorry}
+		sr.Announce = d.announceState(s.VIP.Addr)
+		if d.members != nil {
+			sr.Role = d.members.Role(OwnershipKey(s.VIP.Addr), s.Failover).String()
+		}
 		ks, inKernel := kernel[key]
 		sr.InKernel = inKernel
 		seen := map[netip.AddrPort]bool{}

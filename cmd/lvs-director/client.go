@@ -119,8 +119,8 @@ func printReport(out io.Writer, rep *daemon.Report) {
 		if s.Announce != "" {
 			note += ", " + s.Announce
 		}
-		if s.Owner != "" {
-			note += ", owner " + s.Owner
+		if s.Role != "" {
+			note += ", cluster role " + s.Role
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t%s\t%s\n", s.Name, s.Key, s.Scheduler, state, note)
 		for _, r := range s.RealServers {

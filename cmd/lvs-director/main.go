@@ -15,10 +15,12 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/lvs-director/lvs-director/bgp"
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/daemon"
 	"github.com/lvs-director/lvs-director/director"
@@ -266,6 +268,31 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 			}
 		}()
 	}
+	var speaker *bgp.Speaker
+	if cfg.BGP != nil {
+		if speaker, err = bgp.New(log, reg, cfg.BGP); err != nil {
+			fmt.Fprintf(errOut, "lvs-director: BGP: %v\n", err)
+			return 1
+		}
+		if err := speaker.Start(ctx); err != nil {
+			fmt.Fprintf(errOut, "lvs-director: BGP: %v\n", err)
+			return 1
+		}
+		d.SetSpeaker(speaker)
+		d.OnReload(func(c *config.Config) {
+			if c.BGP == nil {
+				log.Error("the bgp section was removed: keeping BGP running until restart")
+				return
+			}
+			go func() {
+				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := speaker.Reconfigure(rctx, c.BGP); err != nil {
+					log.Error("BGP reconfiguration", "err", err)
+				}
+			}()
+		})
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
@@ -277,10 +304,20 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 			}
 		}
 	}()
-	if err := d.Run(ctx, reload); err != nil {
-		log.Error("stopped with an error", "err", err)
+	runErr := d.Run(ctx, reload)
+	if speaker != nil {
+		// Withdraw every route before the process ends, inside systemd's stop timeout.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := speaker.Stop(sctx); err != nil {
+			log.Error("BGP stop", "err", err)
+		}
+		cancel()
+	}
+	if runErr != nil {
+		log.Error("stopped with an error", "err", runErr)
 		return 1
 	}
+	log.Info("stopped")
 	return 0
 }
 
