@@ -114,7 +114,7 @@ const (
 )
 
 // Schedulers lists the IPVS schedulers the director accepts.
-var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf"}
 
 // Load reads and validates a config file.
 func Load(path string) (*Config, error) {

@@ -131,7 +131,9 @@ func (d *Daemon) announce(ctx context.Context) {
 		if err := d.members.SetEligible(Eligible(d.rec.Last().Err, health)); err != nil {
 			d.log.Warn("cannot publish eligibility to the cluster", "err", err)
 		}
-		role, quorum = d.members.Role, d.members.HasQuorum()
+		self, snap := d.members.Name(), d.members.Members()
+		role = func(key, mode string) cluster.Role { return cluster.RoleFor(self, snap, key, mode) }
+		quorum = d.members.HasQuorum()
 	}
 	in := AnnounceInputs(cfg, health, role, quorum)
 	d.mu.Lock()

@@ -55,8 +55,9 @@ type Daemon struct {
 
 // Health is the health checker as the daemon uses it.
 type Health interface {
-	// Update starts, keeps or stops the checks of the configured services.
-	Update(services []config.Service)
+	// Update starts, keeps or stops the checks of the configured services. serving tells
+	// whether a real server is in the kernel with a weight above 0 now.
+	Update(services []config.Service, serving func(service string, rs netip.AddrPort) bool)
 	// RealServer returns the health of a real server of a service; checked is false when the
 	// real server has no check.
 	RealServer(service *config.Service, rs netip.AddrPort) (up bool, reason string, checked bool)
@@ -109,7 +110,31 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 // SetHealth attaches the health checker; call before Run.
 func (d *Daemon) SetHealth(h Health) {
 	d.health = h
-	h.Update(d.Config().Services)
+	h.Update(d.Config().Services, d.servingNow(d.Config()))
+}
+
+// servingNow reads the kernel and tells which real servers of cfg's services have a weight.
+func (d *Daemon) servingNow(cfg *config.Config) func(service string, rs netip.AddrPort) bool {
+	observed, _, err := d.rec.Observe()
+	if err != nil {
+		d.log.Warn("cannot read the kernel to adopt real servers", "err", err)
+		return nil
+	}
+	keyOf := map[string]director.ServiceKey{}
+	for i := range cfg.Services {
+		keyOf[cfg.Services[i].Name] = director.ServiceKeyOf(&cfg.Services[i])
+	}
+	serving := map[director.ServiceKey]map[netip.AddrPort]bool{}
+	for _, s := range observed {
+		m := map[netip.AddrPort]bool{}
+		for _, dst := range s.Dests {
+			if dst.Weight > 0 {
+				m[dst.Addr] = true
+			}
+		}
+		serving[s.Key] = m
+	}
+	return func(service string, rs netip.AddrPort) bool { return serving[keyOf[service]][rs] }
 }
 
 // OnReload registers a function called with each newly loaded config (under the daemon's lock:
@@ -146,6 +171,10 @@ func (d *Daemon) Reload() error {
 	d.notify("RELOADING=1")
 	defer d.notify("READY=1")
 	cfg, err := config.Load(d.path)
+	var serving func(string, netip.AddrPort) bool
+	if err == nil && d.health != nil {
+		serving = d.servingNow(cfg)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reload = ReloadStatus{At: time.Now(), OK: err == nil}
@@ -167,7 +196,7 @@ func (d *Daemon) Reload() error {
 	d.cfg = cfg
 	d.rec.SetSettings(settingsOf(cfg))
 	if d.health != nil {
-		d.health.Update(cfg.Services)
+		d.health.Update(cfg.Services, serving)
 	}
 	for _, f := range d.onReload {
 		f(cfg)

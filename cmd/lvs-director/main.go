@@ -24,6 +24,7 @@ import (
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/daemon"
 	"github.com/lvs-director/lvs-director/director"
+	"github.com/lvs-director/lvs-director/healthcheck"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -268,6 +269,17 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 			}
 		}()
 	}
+	checker, err := healthcheck.New(log, reg)
+	if err != nil {
+		fmt.Fprintf(errOut, "lvs-director: health checks: %v\n", err)
+		return 1
+	}
+	d.SetHealth(daemon.HealthFromChecker(checker))
+	go func() {
+		if err := checker.Run(ctx); err != nil {
+			log.Error("health checks stopped", "err", err)
+		}
+	}()
 	var speaker *bgp.Speaker
 	if cfg.BGP != nil {
 		if speaker, err = bgp.New(log, reg, cfg.BGP); err != nil {
