@@ -27,6 +27,8 @@ type Config struct {
 	BGP *BGP `yaml:"bgp,omitempty"`
 	// Cluster is optional: without it the director runs alone and owns every VIP.
 	Cluster *Cluster `yaml:"cluster,omitempty"`
+	// Kubernetes is optional: a second source of services, from a remote cluster's Services.
+	Kubernetes *Kubernetes `yaml:"kubernetes,omitempty"`
 
 	// Path is the file the configuration was read from.
 	Path string `yaml:"-"`
@@ -180,6 +182,9 @@ func (c *Config) setDefaults() {
 	if c.Cluster != nil {
 		c.Cluster.setDefaults()
 	}
+	if c.Kubernetes != nil {
+		c.Kubernetes.setDefaults()
+	}
 }
 
 func (s *Service) setDefaults() {
@@ -273,6 +278,9 @@ func (c *Config) validate(v *validator) {
 	}
 	if c.Cluster != nil {
 		c.Cluster.validate(v, "cluster")
+	}
+	if c.Kubernetes != nil {
+		c.Kubernetes.validate(v, "kubernetes")
 	}
 	c.validateCrossSections(v)
 }
