@@ -36,3 +36,10 @@ type Kernel interface {
 	// SetSysctl sets a sysctl such as net.ipv4.ip_forward, doing nothing when it has the value.
 	SetSysctl(name, value string) error
 }
+
+// BatchApplier is implemented by kernels that can send many IPVS operations at once (one
+// netlink write per batch instead of one round trip per operation). errs[i] is the result of
+// ops[i]; ops never contain VIP operations.
+type BatchApplier interface {
+	ApplyBatch(ops []Op) (errs []error)
+}

@@ -95,6 +95,13 @@ type VirtualService struct {
 	Dests     []Dest
 	// FullNAT (desired only): masquerade the traffic to the real servers too.
 	FullNAT bool
+	// Stats (observed only) are the kernel's 64-bit counters of the service.
+	Stats Stats
+}
+
+// Stats are IPVS traffic counters as the kernel keeps them (64-bit).
+type Stats struct {
+	Conns, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
 }
 
 // Dest is a real server as the kernel holds it.
@@ -105,6 +112,7 @@ type Dest struct {
 	// Observed only:
 	ActiveConns   int
 	InactiveConns int
+	Stats         Stats
 	// Desired only: the real server must not be in the kernel at all (unhealthy without
 	// inhibit_on_failure). It is deleted at once instead of drained.
 	Absent bool

@@ -148,8 +148,9 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 	var errs []error
 	var counts [OpDelVIP + 1]int
 	verbose := len(p.Ops) <= maxLoggedOps
-	for _, op := range p.Ops {
-		if err := r.apply(op); err != nil {
+	results := r.applyAll(p.Ops)
+	for i, op := range p.Ops {
+		if err := results[i]; err != nil {
 			r.opsApplied.WithLabelValues(op.Kind.String(), "error").Inc()
 			r.log.Error("kernel operation failed", "op", op.String(), "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", op, err))
@@ -202,6 +203,27 @@ func (r *Reconciler) syncFullNAT(desired []VirtualService) error {
 		r.log.Info("full-NAT rules in place", "services", len(keys))
 	}
 	return nil
+}
+
+// applyAll applies ops in order and returns each one's result. IPVS operations between VIP
+// operations go to the kernel in batches when it can take them.
+func (r *Reconciler) applyAll(ops []Op) []error {
+	errs := make([]error, len(ops))
+	b, batching := r.kernel.(BatchApplier)
+	for i := 0; i < len(ops); {
+		if !batching || ops[i].Kind == OpAddVIP || ops[i].Kind == OpDelVIP {
+			errs[i] = r.apply(ops[i])
+			i++
+			continue
+		}
+		j := i
+		for j < len(ops) && ops[j].Kind != OpAddVIP && ops[j].Kind != OpDelVIP {
+			j++
+		}
+		copy(errs[i:j], b.ApplyBatch(ops[i:j]))
+		i = j
+	}
+	return errs
 }
 
 func (r *Reconciler) apply(op Op) error {

@@ -2,6 +2,7 @@ package director
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -206,5 +207,44 @@ func TestReconcilerFullNAT(t *testing.T) {
 	mustSync(t, r, []VirtualService{a, b})
 	if got := k.FullNAT(); len(got) != 0 {
 		t.Fatalf("full NAT = %v, want none", got)
+	}
+}
+
+// batchingKernel is a FakeKernel that takes IPVS operations in batches.
+type batchingKernel struct {
+	*FakeKernel
+	batches []int
+}
+
+func (b *batchingKernel) ApplyBatch(ops []Op) []error {
+	b.batches = append(b.batches, len(ops))
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		switch op.Kind {
+		case OpAddService:
+			errs[i] = b.AddService(op.Service)
+		case OpAddDest:
+			errs[i] = b.AddDest(op.Service.Key, op.Dest)
+		default:
+			errs[i] = fmt.Errorf("unexpected %s in test", op.Kind)
+		}
+	}
+	return errs
+}
+
+func TestReconcilerBatches(t *testing.T) {
+	k := &batchingKernel{FakeKernel: NewFakeKernel()}
+	r := NewReconciler(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k,
+		Settings{Interface: "lvs0", DrainTimeout: time.Second}, nil)
+	desired := []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1)), svc(vip2, 80, "rr", rs("10.0.1.12:8080", 1), rs("10.0.1.13:8080", 1))}
+	if _, err := r.Sync(desired); err != nil {
+		t.Fatal(err)
+	}
+	// two add-vip ops one by one, then the 5 IPVS operations in one batch
+	if len(k.batches) != 1 || k.batches[0] != 5 {
+		t.Fatalf("batches %v, want [5]", k.batches)
+	}
+	if p, _ := r.Plan(desired); len(p.Ops) != 0 {
+		t.Fatalf("not converged: %v", opStrings(p.Ops))
 	}
 }
