@@ -314,6 +314,16 @@ func (ns *NS) Start(args ...string) *Proc {
 // Output returns what the process printed so far (stdout and stderr).
 func (p *Proc) Output() string { return p.out.String() }
 
+// Wait waits up to timeout for the process to exit and returns its output.
+func (p *Proc) Wait(timeout time.Duration) (string, error) {
+	select {
+	case <-p.done:
+		return p.Output(), p.err
+	case <-time.After(timeout):
+		return p.Output(), fmt.Errorf("%s still running after %v", p, timeout)
+	}
+}
+
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {
 	select {

@@ -28,6 +28,12 @@ type natTopology struct {
 // few batched ip calls. All addresses are test-only and exist only inside
 // the lab VM.
 func buildNATTopology(t *testing.T, l *Lab, v6 bool, nrs int) *natTopology {
+	return buildTopology(t, l, v6, nrs, true)
+}
+
+// buildTopology builds the NAT topology; with handVIP the test puts the VIP on a dummy lvs0
+// itself, without it the director under test does.
+func buildTopology(t *testing.T, l *Lab, v6 bool, nrs int, handVIP bool) *natTopology {
 	t.Helper()
 	// addr(net, host) gives an address; plen is the subnets' prefix length.
 	addr := func(net, host int) string {
@@ -63,9 +69,13 @@ func buildNATTopology(t *testing.T, l *Lab, v6 bool, nrs int) *natTopology {
 	dl := []string{
 		"link set eth0 up",
 		"addr add " + addr(1, 1) + plen + " dev eth0" + nodad,
-		"link add lvs0 type dummy",
-		"link set lvs0 up",
-		"addr add " + vip + " dev lvs0" + nodad, // a host address (/32, /128)
+	}
+	if handVIP {
+		dl = append(dl,
+			"link add lvs0 type dummy",
+			"link set lvs0 up",
+			"addr add "+vip+" dev lvs0"+nodad, // a host address (/32, /128)
+		)
 	}
 	for i, rs := range tp.rs {
 		dev := fmt.Sprintf("eth%d", i+1)

@@ -174,7 +174,7 @@ func (s *Summary) print() error {
 }
 
 func loopFlags(fs *flag.FlagSet) (count *int, interval, timeout *time.Duration) {
-	count = fs.Int("count", 1, "number of requests")
+	count = fs.Int("count", 1, "number of requests; 0 = until SIGTERM or SIGINT, then print the summary")
 	interval = fs.Duration("interval", 0, "pause between requests")
 	timeout = fs.Duration("timeout", 2*time.Second, "timeout of one request")
 	return
@@ -197,9 +197,14 @@ func client(args []string) error {
 		},
 	}
 	sum := &Summary{ByName: map[string]int{}, Errors: []string{}}
-	for i := 0; i < *count; i++ {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for i := 0; *count == 0 || i < *count; i++ {
 		if i > 0 && *interval > 0 {
 			time.Sleep(*interval)
+		}
+		if ctx.Err() != nil {
+			break
 		}
 		resp, err := hc.Get(*url)
 		if err != nil {
