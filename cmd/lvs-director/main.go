@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lvs-director/lvs-director/bgp"
+	"github.com/lvs-director/lvs-director/cluster"
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/daemon"
 	"github.com/lvs-director/lvs-director/director"
@@ -305,6 +306,18 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 			}()
 		})
 	}
+	var members *cluster.Cluster
+	if cfg.Cluster != nil {
+		if members, err = cluster.New(log, reg, cfg.Cluster); err != nil {
+			fmt.Fprintf(errOut, "lvs-director: cluster: %v\n", err)
+			return 1
+		}
+		if err := members.Start(ctx); err != nil {
+			fmt.Fprintf(errOut, "lvs-director: cluster: %v\n", err)
+			return 1
+		}
+		d.SetMembership(members)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
@@ -317,14 +330,7 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 		}
 	}()
 	runErr := d.Run(ctx, reload)
-	if speaker != nil {
-		// Withdraw every route before the process ends, inside systemd's stop timeout.
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := speaker.Stop(sctx); err != nil {
-			log.Error("BGP stop", "err", err)
-		}
-		cancel()
-	}
+	stopAnnouncing(log, speaker, members)
 	if runErr != nil {
 		log.Error("stopped with an error", "err", runErr)
 		return 1
@@ -340,4 +346,38 @@ func buildInfo() prometheus.Collector {
 	}, []string{"version", "goversion"})
 	g.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
 	return g
+}
+
+// stopAnnouncing moves traffic away before the process ends, inside systemd's stop timeout: it
+// leaves the cluster (the other directors take over the VIPs at once) while it withdraws every
+// route, then waits for both.
+func stopAnnouncing(log *slog.Logger, speaker *bgp.Speaker, members *cluster.Cluster) {
+	done := make(chan struct{}, 2)
+	n := 0
+	if members != nil {
+		n++
+		go func() {
+			if err := members.Leave(2 * time.Second); err != nil {
+				log.Warn("cluster leave", "err", err)
+			}
+			if err := members.Shutdown(); err != nil {
+				log.Warn("cluster shutdown", "err", err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	if speaker != nil {
+		n++
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := speaker.Stop(sctx); err != nil {
+				log.Error("BGP stop", "err", err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for ; n > 0; n-- {
+		<-done
+	}
 }
