@@ -10,7 +10,9 @@ BIN := $(CURDIR)/bin
 export CGO_ENABLED := 0
 export GOFLAGS := -mod=mod
 
-.PHONY: all build lint test test-unit test-deps lab-setup lab-bins test-lab demo bench bench-lab clean
+.PHONY: all build lint test test-unit test-deps lab-setup lab-bins test-lab test-packaging deb install demo bench bench-lab clean
+PREFIX ?= /usr/local
+DEB_ARCH ?= amd64
 
 all: build
 
@@ -21,6 +23,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./lab/...
+	cd packaging && $(GO) vet ./...
 
 # Real, independent daemons the unit tests talk to (BIRD 2, gobgpd) from Debian packages.
 test-deps:
@@ -28,6 +31,7 @@ test-deps:
 
 test-unit:
 	LVS_REQUIRE_EXTERNAL=$${LVS_REQUIRE_EXTERNAL:-1} $(GO) test -count=1 ./...
+	cd packaging && $(GO) test -count=1 ./...
 
 lab-setup:
 	bash lab/setup.sh
@@ -42,7 +46,18 @@ lab-bins: build
 test-lab: lab-setup lab-bins
 	LAB_BIN_DIR=$(BIN)/vm $(GO) test -count=1 -tags lab -timeout 40m -exec $(BIN)/labexec -v ./lab/e2e/ 2>&1 | tee $(BIN)/lab-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
-test: lint test-deps test-unit test-lab
+# The .deb: binary, unit, modules-load.d, sysctl.d, conffile, man page, completion.
+deb: build
+	cd packaging && $(GO) run ./cmd/mkdeb --repo $(CURDIR) --binary $(BIN)/lvs-director --version $(VERSION) --arch $(DEB_ARCH) --out $(CURDIR)/dist
+
+install: build
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' bash packaging/install.sh
+
+test-packaging: build
+	bash packaging/install-test-deps.sh
+	bash scripts/test-packaging.sh
+
+test: lint test-deps test-unit test-packaging test-lab
 
 demo: lab-setup lab-bins
 	LAB_BIN_DIR=$(BIN)/vm $(GO) test -count=1 -tags lab -exec $(BIN)/labexec -run '^TestDemo$$' -v ./lab/e2e/ | sed -n '/^DEMO/,$$p' | sed 's/^DEMO //'

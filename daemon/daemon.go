@@ -47,6 +47,7 @@ type Daemon struct {
 	announced  map[netip.Addr]bgp.Role
 	extensions []func() (string, any)
 	onReload   []func(*config.Config)
+	watchdog   time.Duration
 
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -136,6 +137,10 @@ func (d *Daemon) servingNow(cfg *config.Config) func(service string, rs netip.Ad
 	}
 	return func(service string, rs netip.AddrPort) bool { return serving[keyOf[service]][rs] }
 }
+
+// SetWatchdog makes Run send "WATCHDOG=1" at least this often from its loop (a stuck sync stops
+// the pings, so systemd restarts a frozen daemon); 0 turns it off.
+func (d *Daemon) SetWatchdog(every time.Duration) { d.watchdog = every }
 
 // OnReload registers a function called with each newly loaded config (under the daemon's lock:
 // it must not call back into the daemon).
@@ -276,6 +281,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 
 	var debounce <-chan time.Time
+	var watchdog <-chan time.Time
+	if d.watchdog > 0 {
+		t := time.NewTicker(d.watchdog)
+		defer t.Stop()
+		watchdog = t.C
+	}
 	for {
 		cfg := d.Config()
 		minGap := cfg.Director.MinSyncPeriod.D()
@@ -297,6 +308,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-debounce:
 			debounce = nil
 			_ = d.Reload()
+		case <-watchdog:
+			timer.Stop()
+			d.notify("WATCHDOG=1")
+			continue
 		case <-d.syncReq:
 		case <-healthChanges:
 		case <-memberChanges:

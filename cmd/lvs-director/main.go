@@ -250,11 +250,12 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 	}
 	defer k.Close()
 	reg := prometheus.NewRegistry()
-	d, err := daemon.New(log, reg, k, *path, nil)
+	d, err := daemon.New(log, reg, k, *path, systemdNotifier(log))
 	if err != nil {
 		fmt.Fprintf(errOut, "%s\n", daemon.Describe(err))
 		return 1
 	}
+	d.SetWatchdog(watchdogInterval())
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())
 	cfg := d.Config()
