@@ -40,7 +40,7 @@ lab-setup:
 lab-bins: build
 	$(GO) build -o $(BIN)/labexec ./lab/cmd/labexec
 	mkdir -p $(BIN)/vm
-	cp $(BIN)/lvs-director $(BIN)/vm/
+	cp $(BIN)/lvs-director examples/director.yaml $(BIN)/vm/
 	$(GO) build -o $(BIN)/vm/labnode ./lab/cmd/labnode
 
 test-lab: lab-setup lab-bins
@@ -60,7 +60,9 @@ test-packaging: build
 test: lint test-deps test-unit test-packaging test-lab
 
 demo: lab-setup lab-bins
-	LAB_BIN_DIR=$(BIN)/vm $(GO) test -count=1 -tags lab -exec $(BIN)/labexec -run '^TestDemo$$' -v ./lab/e2e/ | sed -n '/^DEMO/,$$p' | sed 's/^DEMO //'
+	@LAB_BIN_DIR=$(BIN)/vm $(GO) test -count=1 -tags lab -exec $(BIN)/labexec -run '^TestDemo$$' -v ./lab/e2e/ > $(BIN)/demo.log 2>&1; rc=$$?; \
+	  sed -n 's/^DEMO //p' $(BIN)/demo.log; \
+	  if [ $$rc != 0 ]; then echo "demo failed, full output in $(BIN)/demo.log:"; tail -40 $(BIN)/demo.log; fi; exit $$rc
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -300,3 +300,10 @@ func (f *FakeKernel) Sysctl(name string) string {
 	defer f.mu.Unlock()
 	return f.sysctls[name]
 }
+
+// GuardUnreachable implements Kernel.
+func (f *FakeKernel) GuardUnreachable(vips []netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.record("guard", "%v", vips)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"syscall"
 
@@ -103,4 +104,50 @@ func markExprs(k ServiceKey) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, ^FullNATMark), Xor: mark},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}
+}
+
+// GuardTable is the nftables table (family inet) that suppresses the director's own ICMP
+// "port unreachable" answers for a VIP while the VIP's scheduler is being replaced.
+const GuardTable = "lvs_director_guard"
+
+// GuardUnreachable drops the ICMP destination-unreachable messages the director sends from
+// these VIPs; an empty list removes the guard. The kernel unbinds a service's old scheduler
+// before binding the new one, and a connection attempt in between is refused with ICMP port
+// unreachable: dropped instead, the client simply retransmits its SYN.
+func (k *LinuxKernel) GuardUnreachable(vips []netip.Addr) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	table := &nftables.Table{Name: GuardTable, Family: nftables.TableFamilyINet}
+	if _, err := c.ListTableOfFamily(GuardTable, nftables.TableFamilyINet); err == nil {
+		c.DelTable(table)
+	}
+	if len(vips) > 0 {
+		c.AddTable(table)
+		out := c.AddChain(&nftables.Chain{Name: "output", Table: table, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
+		for _, a := range vips {
+			var nfproto, l4, icmpType byte = unix.NFPROTO_IPV4, unix.IPPROTO_ICMP, 3
+			off, l := uint32(12), uint32(4)
+			if a.Is6() {
+				nfproto, l4, icmpType, off, l = unix.NFPROTO_IPV6, unix.IPPROTO_ICMPV6, 1, 8, 16
+			}
+			c.AddRule(&nftables.Rule{Table: table, Chain: out, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{icmpType}},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table %s: %w", GuardTable, err)
+	}
+	return nil
 }

@@ -33,6 +33,9 @@ type Kernel interface {
 	// SetFullNAT makes the director's own nftables table masquerade the traffic of exactly
 	// these services (those with full_nat), and does nothing when it already does.
 	SetFullNAT(keys []ServiceKey) error
+	// GuardUnreachable suppresses the ICMP unreachable answers sent from these VIPs (while
+	// their scheduler is replaced); an empty list lifts it.
+	GuardUnreachable(vips []netip.Addr) error
 	// SetSysctl sets a sysctl such as net.ipv4.ip_forward, doing nothing when it has the value.
 	SetSysctl(name, value string) error
 }

@@ -39,6 +39,9 @@ type Op struct {
 	Dest    Dest           // for dest ops
 	VIP     netip.Addr     // for VIP ops
 	Reason  string         // why, for logs and `plan`
+	// NewScheduler marks an update-service that replaces the scheduler: the kernel refuses
+	// new connections for a moment while it does, so the reconciler guards it.
+	NewScheduler bool
 }
 
 func (o Op) String() string {
@@ -177,7 +180,7 @@ func MakePlan(in PlanInput) Plan {
 			continue
 		}
 		if !d.sameAttrs(o) {
-			b.add(Op{Kind: OpUpdateService, Service: attrsOnly(d), Reason: "was " + o.String()})
+			b.add(Op{Kind: OpUpdateService, Service: attrsOnly(d), Reason: "was " + o.String(), NewScheduler: d.Scheduler != o.Scheduler})
 		}
 		b.destOps(d, o, in, prev, drain)
 	}

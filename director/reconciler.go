@@ -210,14 +210,15 @@ func (r *Reconciler) syncFullNAT(desired []VirtualService) error {
 func (r *Reconciler) applyAll(ops []Op) []error {
 	errs := make([]error, len(ops))
 	b, batching := r.kernel.(BatchApplier)
+	single := func(op Op) bool { return op.Kind == OpAddVIP || op.Kind == OpDelVIP || op.NewScheduler }
 	for i := 0; i < len(ops); {
-		if !batching || ops[i].Kind == OpAddVIP || ops[i].Kind == OpDelVIP {
+		if !batching || single(ops[i]) {
 			errs[i] = r.apply(ops[i])
 			i++
 			continue
 		}
 		j := i
-		for j < len(ops) && ops[j].Kind != OpAddVIP && ops[j].Kind != OpDelVIP {
+		for j < len(ops) && !single(ops[j]) {
 			j++
 		}
 		copy(errs[i:j], b.ApplyBatch(ops[i:j]))
@@ -236,7 +237,17 @@ func (r *Reconciler) apply(op Op) error {
 	case OpAddService:
 		return k.AddService(op.Service)
 	case OpUpdateService:
-		return k.UpdateService(op.Service)
+		if !op.NewScheduler {
+			return k.UpdateService(op.Service)
+		}
+		if err := k.GuardUnreachable([]netip.Addr{op.Service.Key.Addr}); err != nil {
+			r.log.Warn("cannot guard the scheduler change; new connections may be refused for a moment", "err", err)
+		}
+		err := k.UpdateService(op.Service)
+		if gerr := k.GuardUnreachable(nil); gerr != nil {
+			r.log.Error("cannot lift the ICMP guard", "err", gerr)
+		}
+		return err
 	case OpDelService:
 		return k.DelService(op.Service.Key)
 	case OpAddDest:

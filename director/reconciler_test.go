@@ -248,3 +248,22 @@ func TestReconcilerBatches(t *testing.T) {
 		t.Fatalf("not converged: %v", opStrings(p.Ops))
 	}
 }
+
+func TestReconcilerGuardsSchedulerChange(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	mustSync(t, r, []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))})
+	k.ResetCalls()
+	mustSync(t, r, []VirtualService{svc(vip1, 80, "wlc", rs("10.0.1.11:8080", 2))})
+	want := []string{"guard [203.0.113.10]", "update-service tcp/203.0.113.10:80 wlc", "guard []", "update-dest tcp/203.0.113.10:80 10.0.1.11:8080 2"}
+	if strings.Join(k.Calls, "|") != strings.Join(want, "|") {
+		t.Fatalf("calls %q, want %q", k.Calls, want)
+	}
+	// Other attribute changes need no guard.
+	k.ResetCalls()
+	s := svc(vip1, 80, "wlc", rs("10.0.1.11:8080", 2))
+	s.Flags, s.Timeout = FlagPersistent, 60
+	mustSync(t, r, []VirtualService{s})
+	if len(k.Calls) != 1 || !strings.HasPrefix(k.Calls[0], "update-service") {
+		t.Fatalf("calls %q", k.Calls)
+	}
+}

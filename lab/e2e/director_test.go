@@ -199,13 +199,21 @@ func TestDirectorEditsUnderLoad(t *testing.T) {
 	dl.d.WriteConfig(dl.webConfig("rr", map[int]int{0: 1, 1: 1, 2: 1}, ""))
 	dl.waitIPVS(t, 10*time.Second, "rs3 added", func(svcs []IPVSService) bool { return len(weights(svcs, dl.vipPort())) == 3 })
 
-	// A long-lived connection: find which real server holds it.
+	// A long-lived connection: find which real server holds it (active in 5 samples in a row:
+	// the background client's short requests come and go).
 	hold := dl.client.Start("labnode", "client", "--url", dl.url("/hold"), "--timeout", "120s")
 	var holder string
-	dl.waitIPVS(t, 10*time.Second, "the long-lived connection to show as active", func(svcs []IPVSService) bool {
+	streak := map[string]int{}
+	dl.waitIPVS(t, 15*time.Second, "the long-lived connection to show as active", func(svcs []IPVSService) bool {
+		time.Sleep(150 * time.Millisecond)
 		if s := findSvc(svcs, dl.vipPort()); s != nil {
 			for _, d := range s.Dests {
 				if d.ActiveConn > 0 {
+					streak[d.Addr]++
+				} else {
+					streak[d.Addr] = 0
+				}
+				if streak[d.Addr] >= 5 {
 					holder = d.Addr
 				}
 			}
