@@ -104,6 +104,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
 	d.rec = director.NewReconciler(log, reg, kernel, settingsOf(cfg), nil)
+	reg.MustRegister(newIPVSCollector(d))
 	d.loadDrains()
 	return d, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,5 +218,34 @@ func TestDrainAPI(t *testing.T) {
 	resp.Body.Close()
 	if len(rep2.Services) != 1 || rep2.Services[0].RealServers[0].KernelWeight == nil || *rep2.Services[0].RealServers[0].KernelWeight != 1 {
 		t.Fatalf("read-only status: %+v", rep2)
+	}
+}
+
+func TestIPVSMetrics(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// A foreign service must not show up.
+	if err := f.k.AddService(director.VirtualService{Key: director.ServiceKey{Protocol: director.ProtoTCP, Addr: netip.MustParseAddr("192.0.2.99"), Port: 80}, Scheduler: "rr"}); err != nil {
+		t.Fatal(err)
+	}
+	f.k.SetConns(director.ServiceKey{Protocol: director.ProtoTCP, Addr: netip.MustParseAddr("203.0.113.10"), Port: 80}, netip.MustParseAddrPort("10.0.1.11:8080"), 3, 7)
+	want := `
+# HELP lvs_director_ipvs_realserver_active_connections Active connections of the real server.
+# TYPE lvs_director_ipvs_realserver_active_connections gauge
+lvs_director_ipvs_realserver_active_connections{real_server="10.0.1.11:8080",service="web"} 3
+lvs_director_ipvs_realserver_active_connections{real_server="10.0.1.12:8080",service="web"} 0
+# HELP lvs_director_ipvs_realserver_weight Weight of the real server in the kernel.
+# TYPE lvs_director_ipvs_realserver_weight gauge
+lvs_director_ipvs_realserver_weight{real_server="10.0.1.11:8080",service="web"} 1
+lvs_director_ipvs_realserver_weight{real_server="10.0.1.12:8080",service="web"} 1
+`
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "lvs_director_ipvs_realserver_active_connections", "lvs_director_ipvs_realserver_weight"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := testutil.GatherAndCount(f.reg, "lvs_director_ipvs_service_connections_total")
+	if err != nil || n != 1 {
+		t.Fatalf("service series: %d %v", n, err)
 	}
 }
