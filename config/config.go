@@ -86,6 +86,10 @@ type API struct {
 	Socket string `yaml:"socket"`
 	// SocketGroup is the group that may use the socket (mode 0660); empty = root only.
 	SocketGroup string `yaml:"socket_group"`
+	// Listen is an optional TCP listener (host:port) for the status API. It is read-only
+	// unless TokenFile names a file holding a bearer token that unlocks drain and reload.
+	Listen    string `yaml:"listen"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // Key identifies a virtual service in the kernel.
@@ -250,6 +254,17 @@ func (c *Config) validate(v *validator) {
 	}
 	if !strings.HasPrefix(c.API.Socket, "/") {
 		v.errorf("api.socket", "must be an absolute path, got %q", c.API.Socket)
+	}
+	if c.API.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
+			v.errorf("api.listen", "invalid listen address %q (want IP:port)", c.API.Listen)
+		}
+	}
+	if c.API.TokenFile != "" && !strings.HasPrefix(c.API.TokenFile, "/") {
+		v.errorf("api.token_file", "must be an absolute path, got %q", c.API.TokenFile)
+	}
+	if c.API.TokenFile != "" && c.API.Listen == "" {
+		v.errorf("api.token_file", "needs api.listen (the unix socket is protected by its file mode)")
 	}
 
 	names := map[string]int{}

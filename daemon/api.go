@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,8 +31,21 @@ type APIError struct {
 	Error string `json:"error"`
 }
 
-// Handler serves the status API. With readOnly, drain and undrain are refused.
+// Handler serves the status API. With readOnly, drain, undrain and reload are refused.
 func (d *Daemon) Handler(readOnly bool) http.Handler {
+	return d.handler(func(*http.Request) bool { return !readOnly })
+}
+
+// TokenHandler serves the status API to anyone, and its changing calls only to requests that
+// carry "Authorization: Bearer TOKEN".
+func (d *Daemon) TokenHandler(token string) http.Handler {
+	want := []byte("Bearer " + token)
+	return d.handler(func(r *http.Request) bool {
+		return token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) == 1
+	})
+}
+
+func (d *Daemon) handler(mayChange func(*http.Request) bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := d.Status()
@@ -42,8 +57,8 @@ func (d *Daemon) Handler(readOnly bool) http.Handler {
 	})
 	drain := func(on bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if readOnly {
-				writeJSON(w, http.StatusForbidden, APIError{"this listener is read-only"})
+			if !mayChange(r) {
+				writeJSON(w, http.StatusForbidden, APIError{"this listener is read-only without a valid token"})
 				return
 			}
 			var req DrainRequest
@@ -68,8 +83,8 @@ func (d *Daemon) Handler(readOnly bool) http.Handler {
 	mux.HandleFunc("POST /v1/drain", drain(true))
 	mux.HandleFunc("POST /v1/undrain", drain(false))
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		if readOnly {
-			writeJSON(w, http.StatusForbidden, APIError{"this listener is read-only"})
+		if !mayChange(r) {
+			writeJSON(w, http.StatusForbidden, APIError{"this listener is read-only without a valid token"})
 			return
 		}
 		if err := d.Reload(); err != nil {
@@ -120,6 +135,27 @@ func (d *Daemon) ServeAPI(ctx context.Context) error {
 		}
 	}
 	return serve(ctx, l, d.Handler(false))
+}
+
+// ServeTCPAPI serves the status API on api.listen: read-only, or with drain and reload for
+// requests carrying the token from api.token_file.
+func (d *Daemon) ServeTCPAPI(ctx context.Context) error {
+	api := d.Config().API
+	token := ""
+	if api.TokenFile != "" {
+		b, err := os.ReadFile(api.TokenFile)
+		if err != nil {
+			return fmt.Errorf("status API token: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); len(token) < 16 {
+			return fmt.Errorf("status API token in %s is shorter than 16 characters", api.TokenFile)
+		}
+	}
+	l, err := net.Listen("tcp", api.Listen)
+	if err != nil {
+		return fmt.Errorf("status API listener: %w", err)
+	}
+	return serve(ctx, l, d.TokenHandler(token))
 }
 
 // ServeMetrics serves Prometheus metrics from g on addr until ctx ends.

@@ -249,3 +249,38 @@ lvs_director_ipvs_realserver_weight{real_server="10.0.1.12:8080",service="web"} 
 		t.Fatalf("service series: %d %v", n, err)
 	}
 }
+
+func TestTokenHandler(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.d.TokenHandler("0123456789abcdef0123"))
+	defer srv.Close()
+	drain := func(auth string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/drain", strings.NewReader(`{"service":"web","real_server":"10.0.1.12:8080"}`))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := drain(""); c != http.StatusForbidden {
+		t.Fatalf("no token: %d", c)
+	}
+	if c := drain("Bearer wrong"); c != http.StatusForbidden {
+		t.Fatalf("wrong token: %d", c)
+	}
+	if c := drain("Bearer 0123456789abcdef0123"); c != http.StatusOK {
+		t.Fatalf("right token: %d", c)
+	}
+	resp, err := http.Get(srv.URL + "/v1/status")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status without token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}

@@ -114,6 +114,15 @@ func newLogger(w io.Writer, level string, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("invalid --log-level %q (debug, info, warn, error)", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// systemd's journal stamps every line itself: no second timestamp.
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -264,6 +273,13 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 			log.Error("status API stopped", "err", err)
 		}
 	}()
+	if cfg.API.Listen != "" {
+		go func() {
+			if err := d.ServeTCPAPI(ctx); err != nil {
+				log.Error("status API listener stopped", "err", err)
+			}
+		}()
+	}
 	if cfg.API.MetricsListen != "off" {
 		go func() {
 			if err := daemon.ServeMetrics(ctx, cfg.API.MetricsListen, reg); err != nil {
