@@ -108,3 +108,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFullExampleIsValid(t *testing.T) {
+	cfg, err := Load("../examples/full.yaml")
+	if err != nil {
+		t.Fatalf("examples/full.yaml: %v", err)
+	}
+	if len(cfg.Services) != 3 || cfg.BGP == nil || cfg.Cluster == nil || cfg.Services[1].Failover != "active-standby" {
+		t.Fatalf("full example: %+v", cfg)
+	}
+}
