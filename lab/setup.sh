@@ -4,8 +4,9 @@
 # Installs the Debian packages the lab needs, fetches Debian's own kernel
 # package (not installed: only unpacked into a cache folder), extracts an
 # uncompressed vmlinux (booted through the PVH entry point), runs depmod and
-# builds the base initramfs (busybox, kmod, iproute2, ipvsadm, nft, the IPVS /
-# netfilter modules and an /init script).
+# builds the base initramfs (busybox, kmod, iproute2, ipvsadm, nft, BIRD 2
+# (bird, birdc: a router for the BGP and cluster scenarios), keepalived (for
+# comparison benchmarks), the IPVS / netfilter modules and an /init script).
 #
 # Idempotent: everything is cached under
 #   ${LAB_CACHE:-$HOME/.cache/lvs-director-lab}/<kernel-version>/
@@ -31,7 +32,7 @@ SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 # --- 1. Debian packages ------------------------------------------------------
-PKGS=(qemu-system-x86 busybox-static ipvsadm iproute2 nftables kmod cpio xz-utils)
+PKGS=(qemu-system-x86 busybox-static ipvsadm iproute2 nftables kmod cpio xz-utils bird2 keepalived)
 installed=" $(dpkg-query -W -f='${db:Status-Status}:${Package} ' "${PKGS[@]}" 2>/dev/null || true) "
 missing=()
 for p in "${PKGS[@]}"; do
@@ -59,6 +60,12 @@ fi
 KVER=${KPKG#linux-image-}
 CACHE=$CACHE_ROOT/$KVER
 STAMP=$CACHE/.stamp
+
+# One build at a time (several engineers' test runs call this at once); a waiter then finds
+# the cache up to date.
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.setup.lock"
+flock 9
 
 if [ "${LAB_FORCE:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SELF_HASH" ] &&
 	[ -f "$CACHE/vmlinux" ] && [ -f "$CACHE/initramfs-base.cpio" ]; then
@@ -132,7 +139,7 @@ mknod -m 666 "$ST/dev/null" c 1 3
 
 # busybox with applet links for everything except what real tools provide
 cp /bin/busybox "$ST/bin/busybox"
-REAL_TOOLS=" ip tc modprobe insmod rmmod lsmod depmod modinfo ss nft ipvsadm "
+REAL_TOOLS=" ip tc modprobe insmod rmmod lsmod depmod modinfo ss nft ipvsadm bird birdc keepalived "
 for a in $(/bin/busybox --list); do
 	case "$REAL_TOOLS" in *" $a "*) continue ;; esac
 	[ "$a" = busybox ] && continue
@@ -154,6 +161,12 @@ copy_bin "$(readlink -f /usr/bin/ss 2>/dev/null || readlink -f /bin/ss)" /usr/bi
 copy_bin /usr/sbin/ipvsadm /usr/sbin/ipvsadm
 copy_bin /usr/sbin/nft /usr/sbin/nft
 copy_bin /bin/kmod /usr/bin/kmod
+# BIRD 2 for the routers of the BGP/cluster scenarios (control socket and pid file are always
+# given with -s/-P in a temp dir); keepalived for comparison benchmarks.
+copy_bin /usr/sbin/bird /usr/sbin/bird
+copy_bin /usr/sbin/birdc /usr/sbin/birdc
+copy_bin /usr/sbin/keepalived /usr/sbin/keepalived
+mkdir -p "$ST/etc/bird" "$ST/etc/keepalived"
 for t in modprobe insmod rmmod lsmod depmod modinfo; do ln -s ../bin/kmod "$ST/usr/sbin/$t"; done
 for t in ip ipvsadm nft modprobe insmod rmmod lsmod; do ln -s "../usr/sbin/$t" "$ST/sbin/$t"; done
 # iproute2 data files (rt_tables etc.), optional
@@ -166,7 +179,7 @@ LAB_MODULES="veth dummy crc32c_generic libcrc32c nf_defrag_ipv4 nf_defrag_ipv6 n
  ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
  ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf ip_vs_twos
  nf_nat nfnetlink nf_tables nft_chain_nat nft_masq nft_nat nft_ct nf_conntrack_netlink
- sch_netem"
+ sch_netem bridge"
 MD=$ST/lib/modules/$KVER
 mkdir -p "$MD"
 loadable=""

@@ -1,0 +1,674 @@
+//go:build lab
+
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lvs-director/lvs-director/lab/e2e"
+)
+
+// The benchmark (scripts/bench-lab.sh, `make bench-lab`) runs only with LAB_BENCH=1: it takes
+// minutes. It prints its results as lines "BENCH key value" and a Markdown table as lines
+// "BENCHMD ..." which the script turns into docs/benchmarks.md.
+//
+//	LAB_BENCH_SIZES  virtual services per run (default 1000,10000), 10 real servers each
+//	LAB_BENCH_REPS   repetitions of each cold start (default 3; the median is reported)
+
+const realServersPerService = 10
+
+// servicesPerVIP: the generated rule set puts 10 services (ports 8000-8009) on each VIP.
+const servicesPerVIP = 10
+
+func benchEnabled(t *testing.T) {
+	t.Helper()
+	if os.Getenv("LAB_BENCH") != "1" {
+		t.Skip("benchmark: set LAB_BENCH=1 (scripts/bench-lab.sh does)")
+	}
+}
+
+func envInts(name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ruleSet is the generated rule set: n services with 10 real servers each.
+type ruleSet struct{ n int }
+
+func (r ruleSet) vip(i int) string {
+	v := i/servicesPerVIP + 1
+	return fmt.Sprintf("10.200.%d.%d", v>>8, v&255)
+}
+
+func (r ruleSet) port(i int) int { return 8000 + i%servicesPerVIP }
+
+func (r ruleSet) vipPort(i int) string { return fmt.Sprintf("%s:%d", r.vip(i), r.port(i)) }
+
+// rs is real server j of service i (all distinct).
+func (r ruleSet) rs(i, j int) string {
+	k := i*realServersPerService + j + 1
+	return fmt.Sprintf("10.%d.%d.%d", 201+k>>16, k>>8&255, k&255)
+}
+
+// extraRS is the real server added by the incremental change number m.
+func (r ruleSet) extraRS(m int) string { return fmt.Sprintf("10.250.0.%d", m) }
+
+// lvsConfig renders the lvs-director config; extra adds real servers to service i.
+func (r ruleSet) lvsConfig(dir string, extra map[int][]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "director:\n  interface: lvs0\n  sync_period: 300s\n  min_sync_period: 100ms\n")
+	fmt.Fprintf(&b, "api: {socket: %q, metrics_listen: \"127.0.0.1:9813\"}\nservices:\n", filepath.Join(dir, "api.sock"))
+	for i := 0; i < r.n; i++ {
+		fmt.Fprintf(&b, "  - {name: s%d, vip: %s, port: %d, scheduler: wrr, real_servers: [", i, r.vip(i), r.port(i))
+		for j := 0; j < realServersPerService; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "{address: %s, port: 8080}", r.rs(i, j))
+		}
+		for _, a := range extra[i] {
+			fmt.Fprintf(&b, ", {address: %s, port: 8080}", a)
+		}
+		b.WriteString("]}\n")
+	}
+	return b.String()
+}
+
+// ipvsadmRules renders the same rule set for ipvsadm --restore.
+func (r ruleSet) ipvsadmRules() string {
+	var b strings.Builder
+	for i := 0; i < r.n; i++ {
+		fmt.Fprintf(&b, "-A -t %s -s wrr\n", r.vipPort(i))
+		for j := 0; j < realServersPerService; j++ {
+			fmt.Fprintf(&b, "-a -t %s -r %s:8080 -m -w 1\n", r.vipPort(i), r.rs(i, j))
+		}
+	}
+	return b.String()
+}
+
+// keepalivedConfig renders the same rule set for keepalived (no health checks: a real server
+// without a checker is up).
+func (r ruleSet) keepalivedConfig(extra map[int][]string) string {
+	var b strings.Builder
+	b.WriteString("global_defs {\n  router_id bench\n  child_wait_time 600\n}\n")
+	for i := 0; i < r.n; i++ {
+		fmt.Fprintf(&b, "virtual_server %s %d {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", r.vip(i), r.port(i))
+		rss := []string{}
+		for j := 0; j < realServersPerService; j++ {
+			rss = append(rss, r.rs(i, j))
+		}
+		rss = append(rss, extra[i]...)
+		for _, a := range rss {
+			fmt.Fprintf(&b, "  real_server %s 8080 {\n    weight 1\n  }\n", a)
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// daemon is a process started in a namespace (in its own process group).
+type daemon struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func startDaemon(t testing.TB, ns *e2e.NS, logFile string, args ...string) *daemon {
+	t.Helper()
+	f, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, log: logFile, done: make(chan struct{})}
+	// ip netns exec execs the program: the process is the daemon itself.
+	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = f, f
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", args, err)
+	}
+	go func() { d.cmd.Wait(); f.Close(); close(d.done) }()
+	t.Cleanup(d.kill)
+	return d
+}
+
+func (d *daemon) exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *daemon) signal(sig syscall.Signal) { _ = syscall.Kill(d.cmd.Process.Pid, sig) }
+
+// kill ends the whole process group at once (parent and children).
+func (d *daemon) kill() {
+	if d.exited() {
+		return
+	}
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	<-d.done
+}
+
+func (d *daemon) logTail() string {
+	b, _ := os.ReadFile(d.log)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// pids returns the daemon's pid and its descendants'.
+func (d *daemon) pids() []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		if i := bytes.LastIndexByte(st, ')'); i > 0 {
+			f := strings.Fields(string(st[i+1:]))
+			if len(f) > 1 {
+				parent[pid], _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	out := []int{d.cmd.Process.Pid}
+	for changed := true; changed; {
+		changed = false
+		for pid, pp := range parent {
+			if contains(out, pp) && !contains(out, pid) {
+				out = append(out, pid)
+				changed = true
+			}
+		}
+	}
+	return out
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// rssKB is the summed VmRSS of the daemon's processes.
+func (d *daemon) rssKB() (total int, each []int) {
+	for _, pid := range d.pids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				total += kb
+				each = append(each, kb)
+			}
+		}
+	}
+	return total, each
+}
+
+// hasRS tells whether the kernel (ipvsadm -Ln -t) shows service i with n real servers, or with
+// the real server addr when addr is set.
+func hasRS(ns *e2e.NS, r ruleSet, i, n int, addr string) bool {
+	out, err := ns.Exec("ipvsadm", "-Ln", "-t", r.vipPort(i))
+	if err != nil {
+		return false
+	}
+	if addr != "" {
+		return strings.Contains(out, " "+addr+":8080 ")
+	}
+	return strings.Count(out, "  -> ") == n+1 // plus the header line "  -> RemoteAddress:Port"
+}
+
+// tableCount reads /proc/net/ip_vs of the namespace: services and real servers.
+func tableCount(t testing.TB, ns *e2e.NS) (svcs, dests int) {
+	t.Helper()
+	out, err := ns.Exec("cat", "/proc/net/ip_vs")
+	if err != nil {
+		t.Fatalf("/proc/net/ip_vs: %v", err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "TCP ") || strings.HasPrefix(line, "UDP "):
+			svcs++
+		case strings.HasPrefix(line, "  -> ") && !strings.HasPrefix(line, "  -> RemoteAddress"):
+			dests++
+		}
+	}
+	return svcs, dests
+}
+
+// waitComplete polls until the last service has all its real servers and then checks the
+// whole table; it returns the time from start to the first poll that saw it complete.
+func waitComplete(t testing.TB, ns *e2e.NS, r ruleSet, start time.Time, timeout time.Duration, alive func() error) time.Duration {
+	t.Helper()
+	for {
+		if hasRS(ns, r, r.n-1, realServersPerService, "") {
+			took := time.Since(start)
+			s, d := tableCount(t, ns)
+			if s == r.n && d == r.n*realServersPerService {
+				return took
+			}
+			t.Logf("last service complete after %v but the table has %d services, %d real servers: polling the whole table", took, s, d)
+			for {
+				s, d := tableCount(t, ns)
+				if s == r.n && d == r.n*realServersPerService {
+					return time.Since(start)
+				}
+				if time.Since(start) > timeout {
+					t.Fatalf("table incomplete after %v: %d services, %d real servers", timeout, s, d)
+				}
+			}
+		}
+		if err := alive(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("table incomplete after %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// settle waits until the (single) CPU is idle, so that the kernel's cleanup of the previous
+// namespace does not count against the next measurement.
+func settle() {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		i0, t0 := cpuTimes()
+		time.Sleep(300 * time.Millisecond)
+		i1, t1 := cpuTimes()
+		if t1 > t0 && float64(i1-i0)/float64(t1-t0) > 0.9 {
+			return
+		}
+	}
+}
+
+func cpuTimes() (idle, total uint64) {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total
+}
+
+// freshNS creates a network namespace with lo up; dropNS (or the test's cleanup) deletes it.
+// Only the namespace's name is used (Exec), so it is not registered with the e2e Lab.
+func freshNS(t testing.TB, name string) *e2e.NS {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat("/run/netns/" + name); err == nil {
+			_ = exec.Command("ip", "netns", "del", name).Run()
+		}
+	})
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up in %s: %v %s", name, err, out)
+	}
+	return &e2e.NS{Name: name}
+}
+
+// dropNS empties IPVS of the namespace and deletes it, then waits for the CPU to settle.
+func dropNS(t testing.TB, ns *e2e.NS) {
+	t.Helper()
+	_, _ = ns.Exec("ipvsadm", "-C")
+	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+		t.Logf("ip netns del %s: %v %s", ns.Name, err, out)
+	}
+	settle()
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func fmtDurations(ds []time.Duration) string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, fmt.Sprintf("%.2f", d.Seconds()))
+	}
+	return strings.Join(s, ", ")
+}
+
+// opsLogged sums ops=N of the "sync applied" lines the director logged after offset bytes.
+func opsLogged(t testing.TB, log string, offset int) int {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offset > len(b) {
+		offset = len(b)
+	}
+	sum := 0
+	for _, line := range strings.Split(string(b[offset:]), "\n") {
+		if !strings.Contains(line, `msg="sync applied"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "ops="); ok {
+				n, _ := strconv.Atoi(v)
+				sum += n
+			}
+		}
+	}
+	return sum
+}
+
+func logSize(log string) int {
+	st, err := os.Stat(log)
+	if err != nil {
+		return 0
+	}
+	return int(st.Size())
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// figures are the measurements of one run.
+type figures struct {
+	cold     map[int]map[string][]time.Duration // size -> tool -> repetitions
+	reload   map[string][]time.Duration         // tool -> the two reloads
+	ops      []int                              // lvs-director's kernel operations per reload
+	rss0     map[string]int                     // kB after the cold start
+	rss2     map[string]int                     // kB after two reloads
+	incrSize int
+}
+
+func ratio(a, b time.Duration) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a.Seconds()/b.Seconds())
+}
+
+func dur(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "not measured"
+	}
+	return secs(median(ds))
+}
+
+func mb(kb int) string {
+	if kb <= 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.1f MB", float64(kb)/1024)
+}
+
+func ratioKB(a, b int) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}
+
+func (f *figures) markdown(sizes []int, reps int) []string {
+	out := []string{
+		"| measurement | lvs-director | ipvsadm -R (floor) | keepalived | lvs-director / floor | lvs-director / keepalived |",
+		"| --- | --- | --- | --- | --- | --- |",
+	}
+	for _, n := range sizes {
+		c := f.cold[n]
+		lvs, base, keep := c["lvs-director"], c["ipvsadm"], c["keepalived"]
+		med := func(ds []time.Duration) time.Duration {
+			if len(ds) == 0 {
+				return 0
+			}
+			return median(ds)
+		}
+		out = append(out, fmt.Sprintf("| cold start, %d services x 10 real servers (median of %d) | %s | %s | %s | %s | %s |",
+			n, reps, dur(lvs), dur(base), dur(keep), ratio(med(lvs), med(base)), ratio(med(lvs), med(keep))))
+	}
+	if f.incrSize > 0 {
+		n := f.incrSize
+		lvs, keep := f.reload["lvs-director"], f.reload["keepalived"]
+		ml, mk := time.Duration(0), time.Duration(0)
+		if len(lvs) > 0 {
+			ml = median(lvs)
+		}
+		if len(keep) > 0 {
+			mk = median(keep)
+		}
+		out = append(out,
+			fmt.Sprintf("| one real server added, SIGHUP to kernel, %d services (each of 2 reloads: %s / %s) | %s | - | %s | - | %s |",
+				n, fmtDurations(lvs), fmtDurations(keep), secs(ml), dur(keep), ratio(ml, mk)),
+			fmt.Sprintf("| kernel operations for that change (per reload, from the log's 'sync applied ops=N') | %v | - | not observable | - | - |", f.ops),
+			fmt.Sprintf("| resident memory (VmRSS, all processes) at %d services | %s | - | %s | - | %s |",
+				n, mb(f.rss0["lvs-director"]), mb(f.rss0["keepalived"]), ratioKB(f.rss0["lvs-director"], f.rss0["keepalived"])),
+			fmt.Sprintf("| resident memory after 2 reloads | %s | - | %s | - | %s |",
+				mb(f.rss2["lvs-director"]), mb(f.rss2["keepalived"]), ratioKB(f.rss2["lvs-director"], f.rss2["keepalived"])))
+	}
+	return out
+}
+
+func report(t *testing.T, key, value string) {
+	t.Helper()
+	fmt.Printf("BENCH %s %s\n", key, value)
+}
+
+// TestBenchLab measures cold programming, an incremental change and memory of lvs-director,
+// ipvsadm --restore and keepalived on identical rule sets, each repetition in a fresh network
+// namespace.
+func TestBenchLab(t *testing.T) {
+	benchEnabled(t)
+	l := e2e.New(t)
+	e2e.NeedDirector(t)
+	_, keepErr := exec.LookPath("keepalived")
+	if keepErr != nil {
+		t.Logf("keepalived not in the VM (%v): not measured", keepErr)
+	}
+	sizes := envInts("LAB_BENCH_SIZES", []int{1000, 10000})
+	reps := envInts("LAB_BENCH_REPS", []int{3})[0]
+	uname, _ := exec.Command("uname", "-r").Output()
+	report(t, "kernel", strings.TrimSpace(string(uname)))
+	cpus, _ := exec.Command("nproc").Output()
+	report(t, "vcpus", strings.TrimSpace(string(cpus)))
+	if v, err := exec.Command("keepalived", "--version").CombinedOutput(); err == nil {
+		first, _, _ := strings.Cut(string(v), "\n")
+		report(t, "keepalived", strings.TrimSpace(first))
+	}
+
+	f := &figures{cold: map[int]map[string][]time.Duration{}, reload: map[string][]time.Duration{},
+		rss0: map[string]int{}, rss2: map[string]int{}}
+	_ = l
+	seq := 0
+	newNS := func(name string) *e2e.NS {
+		seq++
+		return freshNS(t, fmt.Sprintf("bench-%s%d", name, seq))
+	}
+	for si, n := range sizes {
+		r := ruleSet{n: n}
+		largest := si == len(sizes)-1
+		f.cold[n] = map[string][]time.Duration{}
+		dir := t.TempDir()
+		rules := filepath.Join(dir, "rules")
+		writeFile(t, rules, r.ipvsadmRules())
+		timeout := time.Duration(n/1000+1) * 60 * time.Second
+
+		// ipvsadm --restore: the floor.
+		for rep := 0; rep < reps; rep++ {
+			ns := newNS("restore")
+			start := time.Now()
+			out, err := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", "ipvsadm -R < "+rules).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ipvsadm -R: %v %s", err, out)
+			}
+			took := time.Since(start)
+			if s, d := tableCount(t, ns); s != n || d != n*realServersPerService {
+				t.Fatalf("ipvsadm -R: table has %d services, %d real servers", s, d)
+			}
+			f.cold[n]["ipvsadm"] = append(f.cold[n]["ipvsadm"], took)
+			dropNS(t, ns)
+		}
+		report(t, fmt.Sprintf("cold.%d.ipvsadm", n), fmtDurations(f.cold[n]["ipvsadm"]))
+
+		for rep := 0; rep < reps; rep++ {
+			ns := newNS("lvs")
+			ddir := t.TempDir()
+			cfg := filepath.Join(ddir, "director.yaml")
+			writeFile(t, cfg, r.lvsConfig(ddir, nil))
+			start := time.Now()
+			d := startDaemon(t, ns, filepath.Join(ddir, "log"), "lvs-director", "run", "--config", cfg)
+			took := waitComplete(t, ns, r, start, timeout, func() error {
+				if d.exited() {
+					return fmt.Errorf("lvs-director exited:\n%s", d.logTail())
+				}
+				return nil
+			})
+			f.cold[n]["lvs-director"] = append(f.cold[n]["lvs-director"], took)
+			if largest && rep == reps-1 {
+				incremental(t, f, r, ns, d, cfg, ddir, "lvs-director")
+			}
+			d.signal(syscall.SIGTERM)
+			select {
+			case <-d.done:
+			case <-time.After(30 * time.Second):
+				d.kill()
+			}
+			dropNS(t, ns)
+		}
+		report(t, fmt.Sprintf("cold.%d.lvs-director", n), fmtDurations(f.cold[n]["lvs-director"]))
+
+		if keepErr != nil {
+			continue
+		}
+		for rep := 0; rep < reps; rep++ {
+			ns := newNS("keep")
+			kdir := t.TempDir()
+			conf := filepath.Join(kdir, "keepalived.conf")
+			writeFile(t, conf, r.keepalivedConfig(nil))
+			start := time.Now()
+			d := startDaemon(t, ns, filepath.Join(kdir, "log"), "keepalived", "-l", "-G", "-n", "-C", "-f", conf,
+				"-p", filepath.Join(kdir, "k.pid"), "-c", filepath.Join(kdir, "c.pid"), "-r", filepath.Join(kdir, "v.pid"))
+			took := waitComplete(t, ns, r, start, timeout, func() error {
+				if d.exited() {
+					return fmt.Errorf("keepalived exited:\n%s", d.logTail())
+				}
+				return nil
+			})
+			f.cold[n]["keepalived"] = append(f.cold[n]["keepalived"], took)
+			if largest && rep == reps-1 {
+				incremental(t, f, r, ns, d, conf, kdir, "keepalived")
+			}
+			d.kill() // on SIGTERM it would remove its table, slowly
+			dropNS(t, ns)
+		}
+		report(t, fmt.Sprintf("cold.%d.keepalived", n), fmtDurations(f.cold[n]["keepalived"]))
+	}
+	for _, line := range f.markdown(sizes, reps) {
+		fmt.Println("BENCHMD " + line)
+	}
+}
+
+// incremental adds one real server to a service twice (two reloads), measuring the time from
+// SIGHUP to the kernel showing it, the operations (lvs-director) and the memory before and
+// after.
+func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, d *daemon, cfg, dir, who string) {
+	t.Helper()
+	f.incrSize = r.n
+	time.Sleep(3 * time.Second) // let the start-up's follow-ups end
+	rss0, each0 := d.rssKB()
+	f.rss0[who] = rss0
+	report(t, fmt.Sprintf("rss.%d.%s", r.n, who), fmt.Sprintf("%d kB %v", rss0, each0))
+	target := r.n / 2
+	extra := map[int][]string{}
+	for m := 1; m <= 2; m++ {
+		extra[target] = append(extra[target], r.extraRS(m))
+		before := logSize(d.log)
+		if who == "lvs-director" {
+			writeFile(t, cfg, r.lvsConfig(dir, extra))
+		} else {
+			writeFile(t, cfg, r.keepalivedConfig(extra))
+		}
+		start := time.Now()
+		d.signal(syscall.SIGHUP)
+		for !hasRS(ns, r, target, 0, r.extraRS(m)) {
+			if d.exited() {
+				t.Fatalf("%s exited:\n%s", who, d.logTail())
+			}
+			if time.Since(start) > 5*time.Minute {
+				t.Fatalf("%s: real server %s not in the kernel after 5 min", who, r.extraRS(m))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		f.reload[who] = append(f.reload[who], time.Since(start))
+		// lvs-director also watches the file and may reload once more: let it finish.
+		time.Sleep(5 * time.Second)
+		if who == "lvs-director" {
+			f.ops = append(f.ops, opsLogged(t, d.log, before))
+		}
+	}
+	rss2, each2 := d.rssKB()
+	f.rss2[who] = rss2
+	report(t, fmt.Sprintf("reload.%d.%s", r.n, who), fmtDurations(f.reload[who]))
+	report(t, fmt.Sprintf("rss-after-2-reloads.%d.%s", r.n, who), fmt.Sprintf("%d kB %v", rss2, each2))
+	if who == "lvs-director" {
+		report(t, fmt.Sprintf("reload-ops.%d.%s", r.n, who), fmt.Sprint(f.ops))
+		for _, o := range f.ops {
+			if o != 1 {
+				t.Errorf("lvs-director applied %v kernel operations for one added real server, want 1", o)
+			}
+		}
+	}
+	if s, dd := tableCount(t, ns); s != r.n || dd != r.n*realServersPerService+2 {
+		t.Errorf("%s: after two reloads the table has %d services, %d real servers", who, s, dd)
+	}
+}
