@@ -316,6 +316,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-d.syncReq:
 		case <-healthChanges:
 		case <-memberChanges:
+			// Ownership moved: announce at once; the kernel needs no sync for that.
+			timer.Stop()
+			d.announce(ctx)
+			continue
 		case <-timer.C:
 		}
 		timer.Stop()
