@@ -68,8 +68,8 @@ func TestOpsDrainStatusMetrics(t *testing.T) {
 	bl.waitIPVS(t, 10*time.Second, "every real server up", func(svcs []IPVSService) bool { return len(weights(svcs, bl.vipPort())) == 3 })
 	bl.waitRoute(t, 20*time.Second, "10.100.1.1")
 
-	// A slow request (4 s) on one real server, before any other traffic: that is the one to drain.
-	slow := bl.user.Start("labnode", "client", "--url", bl.url("/slow?ms=4000"), "--timeout", "15s")
+	// A slow request (10 s) on one real server, before any other traffic: that is the one to drain.
+	slow := bl.user.Start("labnode", "client", "--url", bl.url("/slow?ms=10000"), "--timeout", "15s")
 	var holder string
 	bl.waitIPVS(t, 10*time.Second, "the slow connection active", func(svcs []IPVSService) bool {
 		if s := findSvc(svcs, bl.vipPort()); s != nil {
