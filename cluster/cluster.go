@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -207,8 +208,10 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 	delay := min(250*time.Millisecond, rejoin)
 	joined := false
+	ln := ml.LocalNode()
+	self := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	for {
-		if targets := c.joinTargets(joined); len(targets) > 0 {
+		if targets := withoutSelf(c.joinTargets(joined), self); len(targets) > 0 {
 			_, err := ml.Join(targets)
 			switch {
 			case c.othersLive():
@@ -233,6 +236,18 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// withoutSelf drops this director's own address from a join list (a shared list of every
+// director is the usual config).
+func withoutSelf(targets []string, self string) []string {
+	out := targets[:0]
+	for _, t := range targets {
+		if t != self {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // joinTargets returns whom to contact: before the first join, the join list; afterwards the join
