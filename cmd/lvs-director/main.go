@@ -365,36 +365,32 @@ func buildInfo() prometheus.Collector {
 	return g
 }
 
-// stopAnnouncing moves traffic away before the process ends, inside systemd's stop timeout: it
-// leaves the cluster (the other directors take over the VIPs at once) while it withdraws every
-// route, then waits for both.
+// stopAnnouncing moves traffic away before the process ends, inside systemd's stop timeout.
+// With a cluster it first leaves (the others see it gone at once and the new owners announce
+// its active-standby VIPs), keeps its own routes a moment longer so that routers always have
+// a path (both directors can serve), then withdraws every route. Without a cluster it
+// withdraws at once.
 func stopAnnouncing(log *slog.Logger, speaker *bgp.Speaker, members *cluster.Cluster) {
-	done := make(chan struct{}, 2)
-	n := 0
 	if members != nil {
-		n++
-		go func() {
-			if err := members.Leave(2 * time.Second); err != nil {
-				log.Warn("cluster leave", "err", err)
-			}
-			if err := members.Shutdown(); err != nil {
-				log.Warn("cluster shutdown", "err", err)
-			}
-			done <- struct{}{}
-		}()
+		if err := members.Leave(2 * time.Second); err != nil {
+			log.Warn("cluster leave", "err", err)
+		}
+		if speaker != nil {
+			time.Sleep(handover)
+		}
+		if err := members.Shutdown(); err != nil {
+			log.Warn("cluster shutdown", "err", err)
+		}
 	}
 	if speaker != nil {
-		n++
-		go func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := speaker.Stop(sctx); err != nil {
-				log.Error("BGP stop", "err", err)
-			}
-			done <- struct{}{}
-		}()
-	}
-	for ; n > 0; n-- {
-		<-done
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := speaker.Stop(sctx); err != nil {
+			log.Error("BGP stop", "err", err)
+		}
 	}
 }
+
+// handover is how long a leaving director keeps announcing after it left the cluster: enough
+// for the new owner to notice (one gossip round) and send its UPDATE.
+const handover = 700 * time.Millisecond
