@@ -70,14 +70,14 @@ func OwnershipKey(vip netip.Addr) string { return vip.String() }
 // AnnounceInputs joins the health of each service with the director's role for its VIP into
 // the inputs of the BGP decision. role is nil without a cluster (this director owns every VIP);
 // without quorum the director owns nothing. It is a pure function.
-func AnnounceInputs(cfg *config.Config, health []director.ServiceHealth, role func(key, mode string) cluster.Role, quorum bool) []bgp.ServiceAnnounce {
+func AnnounceInputs(services []config.Service, global *config.BGP, health []director.ServiceHealth, role func(key, mode string) cluster.Role, quorum bool) []bgp.ServiceAnnounce {
 	healthy := map[string]bool{}
 	for _, h := range health {
 		healthy[h.Name] = h.Healthy
 	}
-	out := make([]bgp.ServiceAnnounce, 0, len(cfg.Services))
-	for i := range cfg.Services {
-		s := &cfg.Services[i]
+	out := make([]bgp.ServiceAnnounce, 0, len(services))
+	for i := range services {
+		s := &services[i]
 		r := bgp.Owner
 		if role != nil {
 			switch {
@@ -96,7 +96,7 @@ func AnnounceInputs(cfg *config.Config, health []director.ServiceHealth, role fu
 		}
 		out = append(out, bgp.ServiceAnnounce{
 			VIP: s.VIP.Addr, Healthy: healthy[s.Name], Role: r, StandbyAnnounce: s.StandbyAnnounce,
-			Attrs: bgp.ServiceAttributes(cfg.BGP, s.BGP),
+			Attrs: bgp.ServiceAttributes(global, s.BGP),
 		})
 	}
 	return out
@@ -135,7 +135,7 @@ func (d *Daemon) announce(ctx context.Context) {
 		role = func(key, mode string) cluster.Role { return cluster.RoleFor(self, snap, key, mode) }
 		quorum = d.members.HasQuorum()
 	}
-	in := AnnounceInputs(cfg, health, role, quorum)
+	in := AnnounceInputs(d.services(), cfg.BGP, health, role, quorum)
 	d.mu.Lock()
 	d.announced = map[netip.Addr]bgp.Role{}
 	for _, a := range in {

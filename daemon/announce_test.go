@@ -45,7 +45,7 @@ services:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := AnnounceInputs(cfg, health, tt.role, tt.quorum)
+			in := AnnounceInputs(cfg.Services, cfg.BGP, health, tt.role, tt.quorum)
 			for i, a := range in {
 				if a.Role != tt.want[i] {
 					t.Errorf("%s: role %v, want %v", cfg.Services[i].Name, a.Role, tt.want[i])
@@ -63,7 +63,7 @@ services:
 		})
 	}
 	// End to end through the pure decision: only the healthy owner VIP and the standby are routes.
-	routes := bgp.Decide(AnnounceInputs(cfg, health, role, true))
+	routes := bgp.Decide(AnnounceInputs(cfg.Services, cfg.BGP, health, role, true))
 	var got []netip.Prefix
 	for _, r := range routes {
 		got = append(got, r.Prefix)

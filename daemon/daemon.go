@@ -18,6 +18,7 @@ import (
 	"github.com/lvs-director/lvs-director/bgp"
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/director"
+	"github.com/lvs-director/lvs-director/kubernetes"
 )
 
 // Notifier receives the service manager notifications (sd_notify): "READY=1", "RELOADING=1",
@@ -48,6 +49,9 @@ type Daemon struct {
 	extensions []func() (string, any)
 	onReload   []func(*config.Config)
 	watchdog   time.Duration
+	source     ServiceSource
+	// lastConflicts are the file/source conflicts last logged.
+	lastConflicts string
 
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -112,19 +116,19 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 // SetHealth attaches the health checker; call before Run.
 func (d *Daemon) SetHealth(h Health) {
 	d.health = h
-	h.Update(d.Config().Services, d.servingNow(d.Config()))
+	h.Update(d.services(), d.servingNow(d.services()))
 }
 
-// servingNow reads the kernel and tells which real servers of cfg's services have a weight.
-func (d *Daemon) servingNow(cfg *config.Config) func(service string, rs netip.AddrPort) bool {
+// servingNow reads the kernel and tells which real servers of the services have a weight.
+func (d *Daemon) servingNow(services []config.Service) func(service string, rs netip.AddrPort) bool {
 	observed, _, err := d.rec.Observe()
 	if err != nil {
 		d.log.Warn("cannot read the kernel to adopt real servers", "err", err)
 		return nil
 	}
 	keyOf := map[string]director.ServiceKey{}
-	for i := range cfg.Services {
-		keyOf[cfg.Services[i].Name] = director.ServiceKeyOf(&cfg.Services[i])
+	for i := range services {
+		keyOf[services[i].Name] = director.ServiceKeyOf(&services[i])
 	}
 	serving := map[director.ServiceKey]map[netip.AddrPort]bool{}
 	for _, s := range observed {
@@ -179,7 +183,7 @@ func (d *Daemon) Reload() error {
 	cfg, err := config.Load(d.path)
 	var serving func(string, netip.AddrPort) bool
 	if err == nil && d.health != nil {
-		serving = d.servingNow(cfg)
+		serving = d.servingNow(cfg.Services)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -202,7 +206,11 @@ func (d *Daemon) Reload() error {
 	d.cfg = cfg
 	d.rec.SetSettings(settingsOf(cfg))
 	if d.health != nil {
-		d.health.Update(cfg.Services, serving)
+		services := cfg.Services
+		if d.source != nil && d.source.Synced() {
+			services, _ = kubernetes.Merge(cfg.Services, d.source.Services())
+		}
+		d.health.Update(services, serving)
 	}
 	for _, f := range d.onReload {
 		f(cfg)
@@ -231,16 +239,16 @@ func (d *Daemon) requestSync() {
 
 // Desired returns the desired kernel state for the running config and the current health.
 func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth) {
-	cfg := d.Config()
+	services := d.services()
 	byName := map[string]*config.Service{}
-	for i := range cfg.Services {
-		byName[cfg.Services[i].Name] = &cfg.Services[i]
+	for i := range services {
+		byName[services[i].Name] = &services[i]
 	}
 	health := func(service string, a netip.AddrPort) bool {
 		up, _, _ := d.healthOf(byName[service], a)
 		return up
 	}
-	return director.Desired(cfg.Services, health, d.isDrained)
+	return director.Desired(services, health, d.isDrained)
 }
 
 // Sync plans and applies once.
@@ -250,6 +258,7 @@ func (d *Daemon) Sync() error {
 	d.desired, d.svcHealth = desired, health
 	d.lastSync = time.Now()
 	d.mu.Unlock()
+	d.rec.SetKeepUndesired(!d.sourceComplete())
 	_, err := d.rec.Sync(desired)
 	return err
 }
@@ -273,7 +282,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	fileEvents, stopWatch := d.watchFile()
 	defer stopWatch()
-	var healthChanges, memberChanges <-chan struct{}
+	var healthChanges, memberChanges, sourceChanges <-chan struct{}
+	if d.source != nil {
+		sourceChanges = d.source.Changes()
+	}
 	if d.health != nil {
 		healthChanges = d.health.Changes()
 	}
@@ -314,6 +326,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.notify("WATCHDOG=1")
 			continue
 		case <-d.syncReq:
+		case <-sourceChanges:
+			d.reportConflicts()
+			if d.health != nil {
+				d.health.Update(d.services(), d.servingNow(d.services()))
+			}
 		case <-healthChanges:
 		case <-memberChanges:
 			// Ownership moved: announce at once; the kernel needs no sync for that.

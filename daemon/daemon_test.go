@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/director"
 )
 
@@ -283,4 +284,68 @@ func TestTokenHandler(t *testing.T) {
 		t.Fatalf("status without token: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// fakeSource is a ServiceSource under the test's control.
+type fakeSource struct {
+	svcs    []config.Service
+	synced  bool
+	changes chan struct{}
+}
+
+func (f *fakeSource) Services() []config.Service { return f.svcs }
+func (f *fakeSource) Synced() bool               { return f.synced }
+func (f *fakeSource) Changes() <-chan struct{}   { return f.changes }
+func (f *fakeSource) Stale() (time.Time, bool)   { return time.Time{}, false }
+func (f *fakeSource) Problems() []string         { return nil }
+
+func TestSourceMergeAndKeepUntilSynced(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	kube, err := config.Parse("k.yaml", []byte(`
+services:
+  - {name: k8s.default.shop.80, vip: 203.0.113.50, port: 80, real_servers: [{address: 10.0.5.1, port: 30080}]}
+  - {name: k8s.default.clash.80, vip: 203.0.113.10, port: 80, real_servers: [{address: 10.0.5.2, port: 30081}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{svcs: kube.Services, changes: make(chan struct{}, 1)}
+	f.d.SetSource(src)
+	// A kube-sourced service left in the kernel by a previous run.
+	shop := director.ServiceKey{Protocol: director.ProtoTCP, Addr: netip.MustParseAddr("203.0.113.50"), Port: 80}
+	if err := f.k.EnsureLink("lvs0"); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.k.AddAddr("lvs0", shop.Addr)
+	_ = f.k.AddService(director.VirtualService{Key: shop, Scheduler: "rr", Netmask: 0xffffffff})
+	_ = f.k.AddDest(shop, director.Dest{Addr: netip.MustParseAddrPort("10.0.5.1:30080"), Weight: 1})
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kernelDests(t, f.k)["tcp/203.0.113.50:80 10.0.5.1:30080"]; !ok {
+		t.Fatalf("not synced yet, but the kube service was removed: %v", kernelDests(t, f.k))
+	}
+	src.synced = true
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got := kernelDests(t, f.k)
+	if _, ok := got["tcp/203.0.113.50:80 10.0.5.1:30080"]; !ok {
+		t.Fatalf("kube service missing after sync: %v", got)
+	}
+	if _, ok := got["tcp/203.0.113.10:80 10.0.5.2:30081"]; ok {
+		t.Fatalf("a kube service overrode the file's on the same VIP:port: %v", got)
+	}
+	_, conflicts := f.d.mergedServices()
+	if len(conflicts) != 1 || !strings.Contains(conflicts[0], "k8s.default.clash.80") || !strings.Contains(conflicts[0], "web") {
+		t.Fatalf("conflicts %q", conflicts)
+	}
+	// The API goes away: the source keeps its last state, so does the kernel.
+	src.svcs = kube.Services
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kernelDests(t, f.k)["tcp/203.0.113.50:80 10.0.5.1:30080"]; !ok {
+		t.Fatal("kube service lost")
+	}
 }

@@ -53,9 +53,9 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	names := map[director.ServiceKey]string{}
-	cfg := c.d.Config()
-	for i := range cfg.Services {
-		names[director.ServiceKeyOf(&cfg.Services[i])] = cfg.Services[i].Name
+	services := c.d.services()
+	for i := range services {
+		names[director.ServiceKeyOf(&services[i])] = services[i].Name
 	}
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)

@@ -86,8 +86,9 @@ func (d *Daemon) Status() (Report, error) {
 	for _, h := range health {
 		hByName[h.Name] = h
 	}
-	for i := range cfg.Services {
-		s := &cfg.Services[i]
+	services := d.services()
+	for i := range services {
+		s := &services[i]
 		key := director.ServiceKeyOf(s)
 		h := hByName[s.Name]
 		sr := ServiceReport{Name: s.Name, Key: key.String(), Scheduler: s.Scheduler, Healthy: h.Healthy,
@@ -169,10 +170,10 @@ func (d *Daemon) isDrained(service string, a netip.AddrPort) bool {
 // SetDrained drains (on=true) or undrains a real server of a service by operator request.
 // The override survives config reloads and restarts until undone.
 func (d *Daemon) SetDrained(service string, a netip.AddrPort, on bool) error {
-	cfg := d.Config()
+	services := d.services()
 	found := false
-	for i := range cfg.Services {
-		s := &cfg.Services[i]
+	for i := range services {
+		s := &services[i]
 		if s.Name != service {
 			continue
 		}

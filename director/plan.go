@@ -116,6 +116,9 @@ type PlanInput struct {
 	Drain        DrainState
 	DrainTimeout time.Duration
 	Now          time.Time
+	// KeepUndesired leaves owned services that are not desired (and their VIPs) alone: a
+	// source of services has not reported yet, so their absence means nothing.
+	KeepUndesired bool
 }
 
 // Plan is the result: the operations to apply and the drain state after them.
@@ -189,6 +192,10 @@ func MakePlan(in PlanInput) Plan {
 	for i := range in.Observed {
 		o := &in.Observed[i]
 		if desired[o.Key] || !onIf[o.Key.Addr] || excluded(o.Key.Addr, in.Exclude) {
+			continue
+		}
+		if in.KeepUndesired {
+			keepVIP[o.Key.Addr] = true
 			continue
 		}
 		empty := VirtualService{Key: o.Key}

@@ -43,6 +43,7 @@ func TestMakePlan(t *testing.T) {
 		vips     []netip.Addr
 		drain    DrainState
 		now      time.Time
+		keep     bool
 		want     []string
 	}{
 		{
@@ -163,6 +164,10 @@ func TestMakePlan(t *testing.T) {
 			},
 		},
 		{
+			name:     "keep undesired: a source has not reported, nothing is removed",
+			observed: []VirtualService{web}, vips: []netip.Addr{vip1}, keep: true,
+		},
+		{
 			name:     "VIP kept while another service uses it",
 			desired:  []VirtualService{svc(vip1, 443, "rr")},
 			observed: []VirtualService{svc(vip1, 80, "rr"), svc(vip1, 443, "rr")}, vips: []netip.Addr{vip1},
@@ -199,7 +204,7 @@ func TestMakePlan(t *testing.T) {
 			in := PlanInput{
 				Desired: tt.desired, Observed: tt.observed, VIPs: tt.vips,
 				Exclude: []netip.Prefix{netip.MustParsePrefix("10.255.0.0/16")},
-				Drain:   tt.drain, DrainTimeout: 30 * time.Second, Now: tt.now,
+				Drain:   tt.drain, DrainTimeout: 30 * time.Second, Now: tt.now, KeepUndesired: tt.keep,
 			}
 			before := tt.drain.Clone()
 			got := opStrings(MakePlan(in).Ops)

@@ -30,6 +30,7 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	settings Settings
+	keep     bool
 	drain    DrainState
 	last     Status
 	// fullNAT is the full-NAT service set last applied; nil until the first sync.
@@ -88,6 +89,14 @@ func (r *Reconciler) SetSettings(s Settings) {
 	r.settings = s
 }
 
+// SetKeepUndesired makes syncs leave owned but undesired services in place (while a source of
+// services has not reported yet).
+func (r *Reconciler) SetKeepUndesired(keep bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keep = keep
+}
+
 // Plan reads the kernel and returns what Sync would do now, changing nothing.
 func (r *Reconciler) Plan(desired []VirtualService) (Plan, error) {
 	r.mu.Lock()
@@ -107,6 +116,7 @@ func (r *Reconciler) plan(desired []VirtualService) (Plan, error) {
 	return MakePlan(PlanInput{
 		Desired: desired, Observed: observed, VIPs: vips,
 		Exclude: r.settings.Exclude, Drain: r.drain, DrainTimeout: r.settings.DrainTimeout, Now: r.now(),
+		KeepUndesired: r.keep,
 	}), nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/lvs-director/lvs-director/daemon"
 	"github.com/lvs-director/lvs-director/director"
 	"github.com/lvs-director/lvs-director/healthcheck"
+	"github.com/lvs-director/lvs-director/kubernetes"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -298,6 +299,19 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 			log.Error("health checks stopped", "err", err)
 		}
 	}()
+	if cfg.Kubernetes != nil {
+		src, err := kubernetes.New(log, reg, cfg.Kubernetes)
+		if err != nil {
+			fmt.Fprintf(errOut, "lvs-director: kubernetes: %v\n", err)
+			return 1
+		}
+		d.SetSource(src)
+		go func() {
+			if err := src.Run(ctx); err != nil {
+				log.Error("kubernetes source stopped", "err", err)
+			}
+		}()
+	}
 	var speaker *bgp.Speaker
 	if cfg.BGP != nil {
 		if speaker, err = bgp.New(log, reg, cfg.BGP); err != nil {
