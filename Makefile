@@ -28,6 +28,7 @@ lint:
 # Real, independent daemons the unit tests talk to (BIRD 2, gobgpd) from Debian packages.
 test-deps:
 	bash scripts/install-test-deps.sh
+	bash scripts/kube-binaries.sh
 
 test-unit:
 	LVS_REQUIRE_EXTERNAL=$${LVS_REQUIRE_EXTERNAL:-1} $(GO) test -count=1 ./...

@@ -18,7 +18,6 @@ import (
 	"github.com/lvs-director/lvs-director/bgp"
 	"github.com/lvs-director/lvs-director/config"
 	"github.com/lvs-director/lvs-director/director"
-	"github.com/lvs-director/lvs-director/kubernetes"
 )
 
 // Notifier receives the service manager notifications (sd_notify): "READY=1", "RELOADING=1",
@@ -206,11 +205,7 @@ func (d *Daemon) Reload() error {
 	d.cfg = cfg
 	d.rec.SetSettings(settingsOf(cfg))
 	if d.health != nil {
-		services := cfg.Services
-		if d.source != nil && d.source.Synced() {
-			services, _ = kubernetes.Merge(cfg.Services, d.source.Services())
-		}
-		d.health.Update(services, serving)
+		d.health.Update(d.servicesFor(cfg), serving)
 	}
 	for _, f := range d.onReload {
 		f(cfg)

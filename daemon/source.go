@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -39,12 +41,38 @@ func (d *Daemon) services() []config.Service {
 	return s
 }
 
-func (d *Daemon) mergedServices() ([]config.Service, []string) {
-	cfg := d.Config()
+func (d *Daemon) mergedServices() ([]config.Service, []string) { return d.mergedFor(d.Config()) }
+
+// servicesFor returns the services in force under cfg.
+func (d *Daemon) servicesFor(cfg *config.Config) []config.Service {
+	s, _ := d.mergedFor(cfg)
+	return s
+}
+
+func (d *Daemon) mergedFor(cfg *config.Config) ([]config.Service, []string) {
 	if d.source == nil || !d.source.Synced() {
 		return cfg.Services, nil
 	}
-	return kubernetes.Merge(cfg.Services, d.source.Services())
+	var kube []config.Service
+	var excluded []string
+	for _, s := range d.source.Services() {
+		if inPrefixes(s.VIP.Addr, cfg.Director.ExcludeCIDRs) {
+			excluded = append(excluded, fmt.Sprintf("%s: VIP %s is inside exclude_cidrs; ignored", s.Name, s.VIP))
+			continue
+		}
+		kube = append(kube, s)
+	}
+	merged, conflicts := kubernetes.Merge(cfg.Services, kube)
+	return merged, append(conflicts, excluded...)
+}
+
+func inPrefixes(a netip.Addr, ps []config.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // sourceComplete tells whether every service source is known: until then nothing the
