@@ -8,9 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
-	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -20,117 +18,67 @@ var ErrNoIPVS = errors.New("IPVS is not available in this kernel: the generic ne
 	"load the module with `modprobe ip_vs` (and the schedulers you use, e.g. `modprobe ip_vs_wrr`), " +
 	"and list them in /etc/modules-load.d/ to load them at boot")
 
-// LinuxKernel is the Kernel of the running Linux system: IPVS through moby/ipvs (generic
-// netlink) and addresses through rtnetlink.
+// LinuxKernel is the Kernel of the running Linux system: IPVS through its own generic netlink
+// client (batched writes, see ApplyBatch) and addresses through rtnetlink.
 type LinuxKernel struct {
-	h *ipvs.Handle
+	nl *ipvsClient
 }
 
 // OpenKernel checks that IPVS is present and opens a handle in the current network namespace.
 func OpenKernel() (*LinuxKernel, error) {
-	if _, err := netlink.GenlFamilyGet("IPVS"); err != nil {
-		if errors.Is(err, syscall.ENOENT) || strings.Contains(err.Error(), "no such file") {
-			return nil, ErrNoIPVS
-		}
-		return nil, fmt.Errorf("looking up the IPVS generic netlink family: %w", err)
-	}
-	h, err := ipvs.New("")
+	c, err := openIPVSClient()
 	if err != nil {
-		return nil, fmt.Errorf("opening IPVS: %w", err)
+		return nil, err
 	}
-	return &LinuxKernel{h: h}, nil
+	return &LinuxKernel{nl: c}, nil
 }
 
 // Close releases the netlink socket.
-func (k *LinuxKernel) Close() { k.h.Close() }
-
-func family(a netip.Addr) uint16 {
-	if a.Is4() {
-		return syscall.AF_INET
-	}
-	return syscall.AF_INET6
-}
-
-func toIPVSService(s VirtualService) *ipvs.Service {
-	return &ipvs.Service{
-		Address: net.IP(s.Key.Addr.AsSlice()), Protocol: s.Key.Protocol, Port: s.Key.Port,
-		SchedName: s.Scheduler, Flags: s.Flags, Timeout: s.Timeout, Netmask: s.Netmask,
-		AddressFamily: family(s.Key.Addr),
-	}
-}
-
-func toIPVSDest(d Dest) *ipvs.Destination {
-	return &ipvs.Destination{
-		Address: net.IP(d.Addr.Addr().AsSlice()), Port: d.Addr.Port(), Weight: d.Weight,
-		ConnectionFlags: d.Fwd & FwdMask, AddressFamily: family(d.Addr.Addr()),
-	}
-}
+func (k *LinuxKernel) Close() { _ = k.nl.close() }
 
 func addrOf(ip net.IP) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip)
 	return a.Unmap()
 }
 
-// Services implements IPVS. Firewall-mark services are not the director's and are left out.
-func (k *LinuxKernel) Services() ([]VirtualService, error) {
-	svcs, err := k.h.GetServices()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]VirtualService, 0, len(svcs))
-	for _, s := range svcs {
-		if s.FWMark != 0 {
-			continue
-		}
-		vs := VirtualService{
-			Key:       ServiceKey{Protocol: s.Protocol, Addr: addrOf(s.Address), Port: s.Port},
-			Scheduler: s.SchedName, Flags: s.Flags &^ flagHashed, Timeout: s.Timeout, Netmask: s.Netmask,
-		}
-		if vs.Key.Addr.Is4() && len(s.Address) == 16 && s.AddressFamily == syscall.AF_INET {
-			vs.Key.Addr = addrOf(s.Address.To4())
-		}
-		dests, err := k.h.GetDestinations(s)
-		if err != nil {
-			return nil, fmt.Errorf("real servers of %s: %w", vs.Key, err)
-		}
-		for _, d := range dests {
-			vs.Dests = append(vs.Dests, Dest{
-				Addr: netip.AddrPortFrom(addrOf(d.Address), d.Port), Weight: d.Weight,
-				Fwd: d.ConnectionFlags & FwdMask, ActiveConns: d.ActiveConnections, InactiveConns: d.InactiveConnections,
-			})
-		}
-		vs.sortDests()
-		out = append(out, vs)
-	}
-	return out, nil
-}
+// Services implements IPVS: one dump of the services and one of the real servers of each, with
+// the kernel's 64-bit counters. Firewall-mark services are not the director's and are left out.
+func (k *LinuxKernel) Services() ([]VirtualService, error) { return k.nl.services() }
+
+// ApplyBatch implements BatchApplier: the operations go to the kernel in writes of up to 256
+// messages (or 128 KiB), and errs[i] is the kernel's answer to ops[i].
+func (k *LinuxKernel) ApplyBatch(ops []Op) []error { return k.nl.apply(ops) }
+
+func (k *LinuxKernel) one(op Op) error { return k.nl.apply([]Op{op})[0] }
 
 // AddService implements IPVS.
-func (k *LinuxKernel) AddService(s VirtualService) error { return k.h.NewService(toIPVSService(s)) }
+func (k *LinuxKernel) AddService(s VirtualService) error {
+	return k.one(Op{Kind: OpAddService, Service: s})
+}
 
 // UpdateService implements IPVS.
 func (k *LinuxKernel) UpdateService(s VirtualService) error {
-	return k.h.UpdateService(toIPVSService(s))
+	return k.one(Op{Kind: OpUpdateService, Service: s})
 }
 
 // DelService implements IPVS.
 func (k *LinuxKernel) DelService(key ServiceKey) error {
-	return k.h.DelService(toIPVSService(VirtualService{Key: key}))
+	return k.one(Op{Kind: OpDelService, Service: VirtualService{Key: key}})
 }
 
 // AddDest implements IPVS.
 func (k *LinuxKernel) AddDest(key ServiceKey, d Dest) error {
-	return k.h.NewDestination(toIPVSService(VirtualService{Key: key}), toIPVSDest(d))
+	return k.one(Op{Kind: OpAddDest, Service: VirtualService{Key: key}, Dest: d})
 }
 
 // UpdateDest implements IPVS.
 func (k *LinuxKernel) UpdateDest(key ServiceKey, d Dest) error {
-	return k.h.UpdateDestination(toIPVSService(VirtualService{Key: key}), toIPVSDest(d))
+	return k.one(Op{Kind: OpUpdateDest, Service: VirtualService{Key: key}, Dest: d})
 }
 
 // DelDest implements IPVS.
 func (k *LinuxKernel) DelDest(key ServiceKey, a DestKey) error {
-	return k.h.DelDestination(toIPVSService(VirtualService{Key: key}), toIPVSDest(Dest{Addr: a}))
+	return k.one(Op{Kind: OpDelDest, Service: VirtualService{Key: key}, Dest: Dest{Addr: a}})
 }
 
 // EnsureLink implements Addresses.
