@@ -134,26 +134,25 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates config data; name is used in error messages.
 // The error, when not nil, is an Errors value listing every problem.
 func Parse(name string, data []byte) (*Config, error) {
-	v := newValidator(name, nil)
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		v.decodeErrors(err)
-		return nil, v.sorted()
-	}
-	v = newValidator(name, &root)
+	v := newValidator(name)
 	cfg := &Config{Path: name}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		v.decodeErrors(err)
-		return nil, v.sorted()
+	} else {
+		cfg.setDefaults()
+		cfg.validate(v)
 	}
-	cfg.setDefaults()
-	cfg.validate(v)
-	if len(v.errs) > 0 {
-		return nil, v.sorted()
+	if len(v.errs) == 0 {
+		return cfg, nil
 	}
-	return cfg, nil
+	// Only a file with errors pays for the field path <-> line index (a second parse).
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) == nil {
+		v.index(&root, "")
+	}
+	return nil, v.located()
 }
 
 // setDefaults fills every default; it is the only place defaults are set.

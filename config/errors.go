@@ -16,6 +16,8 @@ type FieldError struct {
 	Line int    // 0 when unknown
 	Path string // e.g. services[0].real_servers[1].port; empty for file-level errors
 	Msg  string
+
+	decoded bool // from the YAML decoder: Line known, Path to find
 }
 
 func (e *FieldError) Error() string {
@@ -52,12 +54,8 @@ type validator struct {
 	errs  Errors
 }
 
-func newValidator(file string, root *yaml.Node) *validator {
-	v := &validator{file: file, lines: map[string]int{}, paths: map[int][]string{}}
-	if root != nil {
-		v.index(root, "")
-	}
-	return v
+func newValidator(file string) *validator {
+	return &validator{file: file, lines: map[string]int{}, paths: map[int][]string{}}
 }
 
 func (v *validator) record(path string, line int) {
@@ -116,8 +114,9 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
+// errorf records a problem with the field at path; its line is found by located.
 func (v *validator) errorf(path, format string, args ...any) {
-	v.errs = append(v.errs, &FieldError{File: v.file, Line: v.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, &FieldError{File: v.file, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // pathAtLine returns the field path of a decoding error at line: the deepest path there when
@@ -160,7 +159,8 @@ func isPathPrefix(p, q string) bool {
 var yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
 var unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
-// decodeErrors turns a yaml.v3 decoding error into FieldErrors with paths.
+// decodeErrors turns a yaml.v3 decoding error into FieldErrors (with their lines; the paths
+// are found by located).
 func (v *validator) decodeErrors(err error) {
 	var msgs []string
 	if te, ok := err.(*yaml.TypeError); ok {
@@ -173,21 +173,30 @@ func (v *validator) decodeErrors(err error) {
 		if g := yamlLineRe.FindStringSubmatch(m); g != nil {
 			fe.Line, _ = strconv.Atoi(g[1])
 			fe.Msg = g[2]
-			fe.Path = v.pathAtLine(fe.Line)
-			if u := unknownFieldRe.FindStringSubmatch(fe.Msg); u != nil {
-				fe.Msg = fmt.Sprintf("unknown field %q", u[1])
-				if fe.Path != "" && !strings.HasSuffix(fe.Path, u[1]) {
-					fe.Path = fe.Path + "." + u[1]
-				} else if fe.Path == "" {
-					fe.Path = u[1]
-				}
-			}
+			fe.decoded = true
 		}
 		v.errs = append(v.errs, fe)
 	}
 }
 
-func (v *validator) sorted() Errors {
+// located fills in the lines of validation errors and the paths of decoding errors from the
+// index, and returns the errors in file order.
+func (v *validator) located() Errors {
+	for _, fe := range v.errs {
+		if !fe.decoded {
+			fe.Line = v.lineOf(fe.Path)
+			continue
+		}
+		fe.Path = v.pathAtLine(fe.Line)
+		if u := unknownFieldRe.FindStringSubmatch(fe.Msg); u != nil {
+			fe.Msg = fmt.Sprintf("unknown field %q", u[1])
+			if fe.Path != "" && !strings.HasSuffix(fe.Path, u[1]) {
+				fe.Path = fe.Path + "." + u[1]
+			} else if fe.Path == "" {
+				fe.Path = u[1]
+			}
+		}
+	}
 	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 	return v.errs
 }

@@ -135,7 +135,7 @@ func (k *Kubernetes) validate(v *validator, p string) {
 // exclude_cidrs. The error, when not nil, is an Errors value whose paths start with the
 // service's name.
 func ValidateService(s *Service, exclude []Prefix) error {
-	v := newValidator(SourceKubernetes, nil)
+	v := newValidator(SourceKubernetes)
 	s.setDefaults()
 	s.validate(v, s.Name, exclude)
 	if len(v.errs) > 0 {

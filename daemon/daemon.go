@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -82,6 +83,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 	if err != nil {
 		return nil, err
 	}
+	releaseParseMemory()
 	if notify == nil {
 		notify = func(string) {}
 	}
@@ -112,34 +114,46 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 	return d, nil
 }
 
+// releaseParseMemory hands the memory of a config parse back to the system at once: parsing a
+// large file briefly needs many times the config's own size, and the runtime would otherwise
+// keep it resident for minutes.
+func releaseParseMemory() { debug.FreeOSMemory() }
+
 // SetHealth attaches the health checker; call before Run.
 func (d *Daemon) SetHealth(h Health) {
 	d.health = h
 	h.Update(d.services(), d.servingNow(d.services()))
 }
 
-// servingNow reads the kernel and tells which real servers of the services have a weight.
+// servingNow tells which real servers of the services have a weight in the kernel. It reads
+// the kernel only when first asked (only new health-checked real servers are asked about).
 func (d *Daemon) servingNow(services []config.Service) func(service string, rs netip.AddrPort) bool {
-	observed, _, err := d.rec.Observe()
-	if err != nil {
-		d.log.Warn("cannot read the kernel to adopt real servers", "err", err)
-		return nil
-	}
+	var once sync.Once
+	var serving map[director.ServiceKey]map[netip.AddrPort]bool
 	keyOf := map[string]director.ServiceKey{}
 	for i := range services {
 		keyOf[services[i].Name] = director.ServiceKeyOf(&services[i])
 	}
-	serving := map[director.ServiceKey]map[netip.AddrPort]bool{}
-	for _, s := range observed {
-		m := map[netip.AddrPort]bool{}
-		for _, dst := range s.Dests {
-			if dst.Weight > 0 {
-				m[dst.Addr] = true
+	return func(service string, rs netip.AddrPort) bool {
+		once.Do(func() {
+			observed, _, err := d.rec.Observe()
+			if err != nil {
+				d.log.Warn("cannot read the kernel to adopt real servers", "err", err)
+				return
 			}
-		}
-		serving[s.Key] = m
+			serving = map[director.ServiceKey]map[netip.AddrPort]bool{}
+			for _, s := range observed {
+				m := map[netip.AddrPort]bool{}
+				for _, dst := range s.Dests {
+					if dst.Weight > 0 {
+						m[dst.Addr] = true
+					}
+				}
+				serving[s.Key] = m
+			}
+		})
+		return serving[keyOf[service]][rs]
 	}
-	return func(service string, rs netip.AddrPort) bool { return serving[keyOf[service]][rs] }
 }
 
 // SetWatchdog makes Run send "WATCHDOG=1" at least this often from its loop (a stuck sync stops
@@ -180,6 +194,7 @@ func (d *Daemon) Reload() error {
 	d.notify("RELOADING=1")
 	defer d.notify("READY=1")
 	cfg, err := config.Load(d.path)
+	releaseParseMemory()
 	var serving func(string, netip.AddrPort) bool
 	if err == nil && d.health != nil {
 		serving = d.servingNow(cfg.Services)

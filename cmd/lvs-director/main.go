@@ -250,8 +250,8 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 		fmt.Fprintf(errOut, "lvs-director: %v\n", err)
 		return 2
 	}
-	if _, err := config.Load(*path); err != nil {
-		fmt.Fprintf(errOut, "%s\n", daemon.Describe(err))
+	if _, err := os.Stat(*path); err != nil {
+		fmt.Fprintf(errOut, "lvs-director: %v\n", err)
 		return 1
 	}
 	k, ok := openKernel(errOut)
