@@ -361,7 +361,7 @@ func cmdRun(ctx context.Context, fs *flag.FlagSet, args []string, _, errOut io.W
 		}
 	}()
 	runErr := d.Run(ctx, reload)
-	stopAnnouncing(log, speaker, members)
+	stopAnnouncing(log, speaker, members, handoverNeeded(d.Config().Services))
 	if runErr != nil {
 		log.Error("stopped with an error", "err", runErr)
 		return 1
@@ -380,29 +380,60 @@ func buildInfo() prometheus.Collector {
 }
 
 // stopAnnouncing moves traffic away before the process ends, inside systemd's stop timeout.
-// With a cluster it first leaves (the others see it gone at once and the new owners announce
-// its active-standby VIPs), keeps its own routes a moment longer so that routers always have
-// a path (both directors can serve), then withdraws every route. Without a cluster it
-// withdraws at once.
-func stopAnnouncing(log *slog.Logger, speaker *bgp.Speaker, members *cluster.Cluster) {
-	if members != nil {
-		if err := members.Leave(2 * time.Second); err != nil {
-			log.Warn("cluster leave", "err", err)
+// When every VIP already has a route from another director (active-active, or active-standby
+// with standby_announce) it withdraws first, while it leaves the cluster: routers switch at
+// once. When some active-standby VIP has no standby route (handover), it leaves the cluster
+// first (the new owner notices and announces), keeps its routes a moment longer so that
+// routers always have a path, then withdraws.
+func stopAnnouncing(log *slog.Logger, speaker *bgp.Speaker, members *cluster.Cluster, handoverNeeded bool) {
+	withdraw := func() {
+		if speaker == nil {
+			return
 		}
-		if speaker != nil {
-			time.Sleep(handover)
-		}
-		if err := members.Shutdown(); err != nil {
-			log.Warn("cluster shutdown", "err", err)
-		}
-	}
-	if speaker != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := speaker.Stop(sctx); err != nil {
 			log.Error("BGP stop", "err", err)
 		}
 	}
+	leave := func() {
+		if members == nil {
+			return
+		}
+		if err := members.Leave(2 * time.Second); err != nil {
+			log.Warn("cluster leave", "err", err)
+		}
+	}
+	shutdown := func() {
+		if members == nil {
+			return
+		}
+		if err := members.Shutdown(); err != nil {
+			log.Warn("cluster shutdown", "err", err)
+		}
+	}
+	if members != nil && speaker != nil && handoverNeeded {
+		leave()
+		time.Sleep(handover)
+		withdraw()
+		shutdown()
+		return
+	}
+	done := make(chan struct{})
+	go func() { leave(); close(done) }()
+	withdraw()
+	<-done
+	shutdown()
+}
+
+// handoverNeeded tells whether some active-standby VIP has no route from the standbys.
+func handoverNeeded(services []config.Service) bool {
+	for _, s := range services {
+		if s.Failover == "active-standby" && !s.StandbyAnnounce {
+			return true
+		}
+	}
+	return false
 }
 
 // handover is how long a leaving director keeps announcing after it left the cluster: enough
