@@ -68,5 +68,9 @@ demo: lab-setup lab-bins
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Performance in the lab VM vs ipvsadm --restore and keepalived; writes docs/benchmarks.md (~10 min).
+bench-lab: lab-setup lab-bins
+	bash scripts/bench-lab.sh
+
 clean:
 	rm -rf $(BIN) dist

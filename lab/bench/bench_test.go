@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-director/lvs-director/director"
 	"github.com/lvs-director/lvs-director/lab/e2e"
 )
 
@@ -366,6 +368,9 @@ func dropNS(t testing.TB, ns *e2e.NS) {
 func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
@@ -450,6 +455,13 @@ type figures struct {
 	incrSize int
 }
 
+func medOr0(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return median(ds)
+}
+
 func ratio(a, b time.Duration) string {
 	if a <= 0 || b <= 0 {
 		return "-"
@@ -494,6 +506,17 @@ func (f *figures) markdown(sizes []int, reps []int) []string {
 		}
 		out = append(out, fmt.Sprintf("| cold start, %d services x 10 real servers (median of %d) | %s | %s | %s | %s | %s |",
 			n, reps[si], dur(lvs), dur(base), dur(keep), ratio(med(lvs), med(base)), ratio(med(lvs), med(keep))))
+	}
+	for si, n := range sizes {
+		c := f.cold[n]
+		out = append(out, fmt.Sprintf("| kernel part only: the director's netlink client, ApplyBatch (writes of 256 requests), %d services (median of %d) | %s | %s | - | %s | - |",
+			n, reps[si], dur(c["client"]), dur(c["ipvsadm"]), ratio(medOr0(c["client"]), medOr0(c["ipvsadm"]))))
+		if len(c["client1"]) > 0 {
+			out = append(out, fmt.Sprintf("| same, one acknowledged request per operation, %d services (1 run) | %s | %s | - | %s | - |",
+				n, dur(c["client1"]), dur(c["ipvsadm"]), ratio(medOr0(c["client1"]), medOr0(c["ipvsadm"]))))
+		}
+		out = append(out, fmt.Sprintf("| read back the whole table with the client (1 service dump + 1 real-server dump per service), %d services | %s | - | - | - | - |",
+			n, dur(c["read"])))
 	}
 	if f.incrSize > 0 {
 		n := f.incrSize
@@ -580,6 +603,24 @@ func TestBenchLab(t *testing.T) {
 		}
 		report(t, fmt.Sprintf("cold.%d.ipvsadm", n), fmtDurations(f.cold[n]["ipvsadm"]))
 
+		// The director's netlink client alone: the kernel part of lvs-director's cold start.
+		for rep := 0; rep < reps; rep++ {
+			ns := newNS("client")
+			apply, read := clientRun(t, ns, r, false)
+			f.cold[n]["client"] = append(f.cold[n]["client"], apply)
+			f.cold[n]["read"] = append(f.cold[n]["read"], read)
+			dropNS(t, ns)
+		}
+		report(t, fmt.Sprintf("client-batch.%d", n), fmtDurations(f.cold[n]["client"]))
+		report(t, fmt.Sprintf("client-read.%d", n), fmtDurations(f.cold[n]["read"]))
+		if n <= 1000 {
+			ns := newNS("client1")
+			apply, _ := clientRun(t, ns, r, true)
+			f.cold[n]["client1"] = append(f.cold[n]["client1"], apply)
+			dropNS(t, ns)
+			report(t, fmt.Sprintf("client-per-op.%d", n), fmtDurations(f.cold[n]["client1"]))
+		}
+
 		for rep := 0; rep < reps; rep++ {
 			ns := newNS("lvs")
 			ddir := t.TempDir()
@@ -639,6 +680,62 @@ func TestBenchLab(t *testing.T) {
 	for _, line := range f.markdown(sizes, allReps) {
 		fmt.Println("BENCHMD " + line)
 	}
+}
+
+// clientRun programs the rule set with the director's netlink client in ns (in batches, or
+// with perOp one acknowledged request at a time), checks the table and reads it back; it
+// returns the time to apply and the time to read.
+func clientRun(t *testing.T, ns *e2e.NS, r ruleSet, perOp bool) (apply, read time.Duration) {
+	t.Helper()
+	var ops []director.Op
+	for i := 0; i < r.n; i++ {
+		key := director.ServiceKey{Protocol: director.ProtoTCP, Addr: netip.MustParseAddr(r.vip(i)), Port: uint16(r.port(i))}
+		ops = append(ops, director.Op{Kind: director.OpAddService, Service: director.VirtualService{Key: key, Scheduler: "wrr", Netmask: 0xffffffff}})
+		for j := 0; j < realServersPerService; j++ {
+			ops = append(ops, director.Op{Kind: director.OpAddDest, Service: director.VirtualService{Key: key},
+				Dest: director.Dest{Addr: netip.AddrPortFrom(netip.MustParseAddr(r.rs(i, j)), 8080), Weight: 1}})
+		}
+	}
+	var k *director.LinuxKernel
+	if err := inNS(ns, func() (err error) { k, err = director.OpenKernel(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	start := time.Now()
+	failed := 0
+	if perOp {
+		for _, op := range ops {
+			var err error
+			if op.Kind == director.OpAddService {
+				err = k.AddService(op.Service)
+			} else {
+				err = k.AddDest(op.Service.Key, op.Dest)
+			}
+			if err != nil {
+				failed++
+			}
+		}
+	} else {
+		for _, err := range k.ApplyBatch(ops) {
+			if err != nil {
+				failed++
+			}
+		}
+	}
+	apply = time.Since(start)
+	if failed > 0 {
+		t.Fatalf("%d of %d ops failed", failed, len(ops))
+	}
+	if s, d := tableCount(t, ns); s != r.n || d != r.n*realServersPerService {
+		t.Fatalf("client: table has %d services, %d real servers", s, d)
+	}
+	start = time.Now()
+	svcs, err := k.Services()
+	read = time.Since(start)
+	if err != nil || len(svcs) != r.n {
+		t.Fatalf("Services(): %d services, %v", len(svcs), err)
+	}
+	return apply, read
 }
 
 // incremental adds one real server to a service twice (two reloads), measuring the time from
