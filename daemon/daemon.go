@@ -36,7 +36,6 @@ type Daemon struct {
 	mu        sync.Mutex
 	cfg       *config.Config
 	reload    ReloadStatus
-	desired   []director.VirtualService
 	svcHealth []director.ServiceHealth
 	syncReq   chan struct{}
 	lastSync  time.Time
@@ -265,7 +264,7 @@ func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth)
 func (d *Daemon) Sync() error {
 	desired, health := d.Desired()
 	d.mu.Lock()
-	d.desired, d.svcHealth = desired, health
+	d.svcHealth = health
 	d.lastSync = time.Now()
 	d.mu.Unlock()
 	d.rec.SetKeepUndesired(!d.sourceComplete())
@@ -281,7 +280,7 @@ func (d *Daemon) Plan() (director.Plan, error) {
 
 // Run syncs until ctx ends: on reload requests, on changes of the config file, every
 // sync_period, and every second while real servers drain; never more often than
-// min_sync_period. ready is called after the first sync. It leaves the kernel as it is.
+// min_sync_period. It notifies READY=1 after the first sync and leaves the kernel as it is.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err := d.Sync(); err != nil {
 		d.log.Error("first sync incomplete", "err", err)

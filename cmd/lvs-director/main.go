@@ -192,18 +192,13 @@ func cmdCleanup(_ context.Context, fs *flag.FlagSet, args []string, out, errOut 
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(errOut, "%s\n", daemon.Describe(err))
-		return 1
-	}
 	k, ok := openKernel(errOut)
 	if !ok {
 		return 1
 	}
 	defer k.Close()
 	log := slog.New(slog.NewTextHandler(errOut, nil))
-	d, err := daemon.New(log, prometheus.NewRegistry(), k, cfg.Path, nil)
+	d, err := daemon.New(log, prometheus.NewRegistry(), k, *path, nil)
 	if err != nil {
 		fmt.Fprintf(errOut, "%s\n", daemon.Describe(err))
 		return 1
