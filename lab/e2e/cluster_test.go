@@ -319,7 +319,10 @@ func TestClusterFailover(t *testing.T) {
 	restart := func(i int) {
 		t.Helper()
 		cl.d[i].Start()
-		owner = cl.settle(t, 30*time.Second)
+		// A restarted director is dead in its peers' tables with a higher incarnation than it
+		// starts with: its announcements are ignored until it refutes that, which can take up to
+		// a push/pull interval (15 s) on a busy host.
+		owner = cl.settle(t, settleAfterRestart)
 		time.Sleep(500 * time.Millisecond)
 	}
 
@@ -416,7 +419,7 @@ func TestClusterStandbyAnnounce(t *testing.T) {
 	// withdraws first, the standby routes are there already.
 	_, _ = cl.d[owner].Proc.Wait(5 * time.Second)
 	cl.d[owner].Start()
-	owner = cl.settle(t, 30*time.Second)
+	owner = cl.settle(t, settleAfterRestart)
 	cl.waitOwner(t, 15*time.Second, "the route at the settled owner", func(i int) bool { return i == owner })
 	time.Sleep(500 * time.Millisecond)
 	t0 = time.Now()
@@ -430,6 +433,9 @@ func TestClusterStandbyAnnounce(t *testing.T) {
 		cl.fatalf(t, "standby_announce, graceful stop: %d client requests failed, want at most %d", w.Failed, maxInFlight)
 	}
 }
+
+// settleAfterRestart bounds the wait for a restarted director to be an eligible member again.
+const settleAfterRestart = 60 * time.Second
 
 // maxInFlight is how many requests a graceful stop may lose: the one in flight at the instant
 // the router switches directors. Its connection exists only in the stopping director's IPVS
