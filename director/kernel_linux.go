@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -23,9 +22,6 @@ var ErrNoIPVS = errors.New("IPVS is not available in this kernel: the generic ne
 // client (batched writes, see ApplyBatch) and addresses through rtnetlink.
 type LinuxKernel struct {
 	nl *ipvsClient
-
-	mu    sync.Mutex
-	links map[string]netlink.Link // by name, so that adding 1,000 VIPs is not 2,000 round trips
 }
 
 // OpenKernel checks that IPVS is present and opens a handle in the current network namespace.
@@ -34,45 +30,7 @@ func OpenKernel() (*LinuxKernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LinuxKernel{nl: c, links: map[string]netlink.Link{}}, nil
-}
-
-// link returns the interface, looked up once and then remembered.
-func (k *LinuxKernel) link(name string) (netlink.Link, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if l, ok := k.links[name]; ok {
-		return l, nil
-	}
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return nil, err
-	}
-	k.links[name] = l
-	return l, nil
-}
-
-func (k *LinuxKernel) forgetLink(name string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.links, name)
-}
-
-// onLink runs f on the interface; if the remembered interface is gone (deleted and created
-// again by someone), it looks it up afresh and tries once more.
-func (k *LinuxKernel) onLink(name string, f func(netlink.Link) error) error {
-	l, err := k.link(name)
-	if err != nil {
-		return err
-	}
-	if err = f(l); errors.Is(err, unix.ENODEV) {
-		k.forgetLink(name)
-		if l, err = k.link(name); err != nil {
-			return err
-		}
-		err = f(l)
-	}
-	return err
+	return &LinuxKernel{nl: c}, nil
 }
 
 // Close releases the netlink socket.
@@ -138,9 +96,6 @@ func (k *LinuxKernel) EnsureLink(name string) error {
 			return err
 		}
 	}
-	k.mu.Lock()
-	k.links[name] = l // fresh once per sync; the address operations that follow reuse it
-	k.mu.Unlock()
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		return netlink.LinkSetUp(l)
 	}
@@ -178,16 +133,24 @@ func hostNet(a netip.Addr) *net.IPNet {
 
 // AddAddr implements Addresses. IPv6 addresses skip duplicate address detection.
 func (k *LinuxKernel) AddAddr(name string, a netip.Addr) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
 	addr := &netlink.Addr{IPNet: hostNet(a)}
 	if a.Is6() {
 		addr.Flags = unix.IFA_F_NODAD
 	}
-	return k.onLink(name, func(l netlink.Link) error { return netlink.AddrAdd(l, addr) })
+	return netlink.AddrAdd(l, addr)
 }
 
 // DelAddr implements Addresses.
 func (k *LinuxKernel) DelAddr(name string, a netip.Addr) error {
-	return k.onLink(name, func(l netlink.Link) error { return netlink.AddrDel(l, &netlink.Addr{IPNet: hostNet(a)}) })
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.AddrDel(l, &netlink.Addr{IPNet: hostNet(a)})
 }
 
 // SetSysctl writes a value under /proc/sys, e.g. SetSysctl("net.ipv4.ip_forward", "1").
