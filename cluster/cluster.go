@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,7 @@ type Cluster struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	shutdown bool
+	left     bool // memberlist ignores this node's own updates after Leave
 
 	// mu guards the member view and the local meta.
 	mu       sync.Mutex
@@ -67,7 +69,14 @@ type Cluster struct {
 	priority int
 	members  map[string]*Member
 	departed map[string]time.Time // when a member was last seen dead or left, for pruning
+	// leavingPeers holds peers that sent a leaving notice, until when the notice counts:
+	// they are ineligible at once, before gossip brings their leaving meta and leave.
+	leavingPeers map[string]time.Time
 }
+
+// leavingNoticeTTL bounds how long a leaving notice makes a live peer ineligible: a peer that
+// really leaves is reported left by memberlist well before that.
+const leavingNoticeTTL = 10 * time.Second
 
 // departedRetention is how long a dead or left member stays in Members().
 const departedRetention = time.Hour
@@ -105,6 +114,8 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Cluster, op
 		priority: cfg.PriorityOr(),
 		members:  map[string]*Member{},
 		departed: map[string]time.Time{},
+
+		leavingPeers: map[string]time.Time{},
 	}
 	if cfg.SecretKeyFile != "" {
 		key, insecure, err := LoadSecretKey(cfg.SecretKeyFile)
@@ -162,7 +173,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.ml, c.mlConfig = ml, mc
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.done = make(chan struct{})
-	go c.joinLoop(ctx, ml)
+	// The local node's address is read here, under the life lock that every UpdateNode (which
+	// rewrites it) holds too.
+	ln := ml.LocalNode()
+	self := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	go c.joinLoop(ctx, ml, self)
 	c.logger.Info("cluster started", "bind", net.JoinHostPort(mc.BindAddr, fmt.Sprint(mc.BindPort)),
 		"join", c.cfg.Join, "encrypted", c.key != nil, "priority", c.priority)
 	return nil
@@ -200,7 +215,7 @@ func (c *Cluster) memberlistConfig() *memberlist.Config {
 // joinLoop joins the configured peers until this director sees another member, backing off from
 // 250ms to RejoinInterval; then every RejoinInterval it rejoins when it is alone or when some
 // member is dead (not left): the join list and the dead members' addresses.
-func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
+func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist, self string) {
 	defer close(c.done)
 	rejoin := c.cfg.RejoinInterval.D()
 	if rejoin <= 0 {
@@ -208,8 +223,6 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 	delay := min(250*time.Millisecond, rejoin)
 	joined := false
-	ln := ml.LocalNode()
-	self := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	for {
 		if targets := withoutSelf(c.joinTargets(joined), self); len(targets) > 0 {
 			_, err := ml.Join(targets)
@@ -225,6 +238,7 @@ func (c *Cluster) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 				c.logger.Debug("rejoin found no peer", "peers", targets, "err", err)
 			}
 		}
+		c.checkMeta()
 		wait := rejoin
 		if !joined {
 			wait = delay
@@ -313,10 +327,57 @@ func (c *Cluster) SetEligible(eligible bool) error {
 	// UpdateNode queues the new alive message (with the meta read now) before it waits for
 	// the broadcast to finish all its retransmissions; there is no need to wait for that. The
 	// life lock serialises updates, so the last one always carries the latest flag.
-	if err := c.ml.UpdateNode(time.Millisecond); err != nil {
-		c.logger.Debug("eligibility update queued, not yet fully gossiped", "err", err)
-	}
+	c.publishMetaLocked(time.Millisecond)
 	return nil
+}
+
+// metaAttempts bounds how often publishMetaLocked repeats an update memberlist dropped.
+const metaAttempts = 5
+
+// publishMetaLocked gossips this director's meta and checks that memberlist took it.
+// memberlist v0.7.0 silently drops an UpdateNode whose incarnation number was drawn just before
+// a refute raised the node's incarnation: exactly what happens when a restarted director
+// refutes its old death (learnt in the join's push/pull) while it becomes eligible. The update
+// is then sent again until the local node carries the meta. It reports whether it did. Call
+// with c.life held, after Start.
+func (c *Cluster) publishMetaLocked(timeout time.Duration) bool {
+	if c.left {
+		return false
+	}
+	for attempt := 1; attempt <= metaAttempts; attempt++ {
+		if err := c.ml.UpdateNode(timeout); err != nil {
+			c.logger.Debug("node meta update queued, not yet fully gossiped", "err", err)
+		}
+		// No other writer changes the local node's meta while c.life is held.
+		if bytes.Equal(c.ml.LocalNode().Meta, c.localMeta()) {
+			return true
+		}
+		c.logger.Info("node meta update was overtaken by a refute; sending it again", "attempt", attempt)
+	}
+	c.logger.Error("node meta update not taken by memberlist; peers may see a stale eligibility until the next check",
+		"attempts", metaAttempts)
+	return false
+}
+
+// checkMeta repairs a local meta that memberlist does not carry (see publishMetaLocked); the
+// join loop calls it every round. It skips the round when Shutdown or an update holds the lock.
+func (c *Cluster) checkMeta() {
+	if !c.life.TryLock() {
+		return
+	}
+	defer c.life.Unlock()
+	if c.ml == nil || c.shutdown || c.left || bytes.Equal(c.ml.LocalNode().Meta, c.localMeta()) {
+		return
+	}
+	c.logger.Warn("node meta gossiped by memberlist is stale; publishing it again")
+	c.publishMetaLocked(time.Millisecond)
+}
+
+// localMeta encodes what this director says about itself now.
+func (c *Cluster) localMeta() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return encodeMeta(meta{Eligible: c.eligible, Leaving: c.leaving, Priority: c.priority})
 }
 
 // Eligible returns the flag last set with SetEligible.
@@ -333,10 +394,19 @@ func (c *Cluster) Eligible() bool {
 func (c *Cluster) Members() []Member {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pruneLocked(time.Now())
+	now := time.Now()
+	c.pruneLocked(now)
 	out := make([]Member, 0, len(c.members))
 	for _, m := range c.members {
-		out = append(out, *m)
+		mm := *m
+		if until, ok := c.leavingPeers[m.Name]; ok {
+			if now.Before(until) {
+				mm.Eligible = false
+			} else {
+				delete(c.leavingPeers, m.Name)
+			}
+		}
+		out = append(out, mm)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -391,9 +461,19 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	c.mu.Lock()
 	c.leaving = true
 	c.mu.Unlock()
-	if err := c.ml.UpdateNode(timeout / 2); err != nil {
-		c.logger.Debug("leaving flag not yet acknowledged", "err", err)
+	// Tell every peer directly (one packet each) so the new owner takes over now, not after the
+	// next gossip round; gossip still carries the same news to whoever misses the packet.
+	msg := encodeNotice(notice{Kind: noticeLeaving, Name: c.name})
+	for _, n := range c.ml.Members() {
+		if n.Name == c.name {
+			continue
+		}
+		if err := c.ml.SendBestEffort(n, msg); err != nil {
+			c.logger.Debug("leaving notice not sent", "peer", n.Name, "err", err)
+		}
 	}
+	c.publishMetaLocked(timeout / 2)
+	c.left = true
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
@@ -427,9 +507,7 @@ func (c *Cluster) Shutdown() error {
 type delegate struct{ c *Cluster }
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	d.c.mu.Lock()
-	defer d.c.mu.Unlock()
-	b := encodeMeta(meta{Eligible: d.c.eligible, Leaving: d.c.leaving, Priority: d.c.priority})
+	b := d.c.localMeta()
 	if len(b) > limit {
 		// Cannot happen with 4 bytes against memberlist's 512; never send a truncated meta.
 		d.c.logger.Error("node meta too large", "size", len(b), "limit", limit)
@@ -438,7 +516,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (d *delegate) NotifyMsg([]byte)                    {}
+func (d *delegate) NotifyMsg(b []byte)                  { d.c.receiveNotice(b, time.Now()) }
 func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
 func (d *delegate) LocalState(bool) []byte              { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
@@ -454,6 +532,32 @@ type conflicts struct{ c *Cluster }
 func (cd *conflicts) NotifyConflict(existing, other *memberlist.Node) {
 	cd.c.logger.Error("two directors use the same node name; give each a unique cluster.node_name",
 		"name", existing.Name, "existing", existing.Address(), "other", other.Address())
+}
+
+// receiveNotice handles a peer's direct message. It runs on memberlist's packet handler: it
+// must not block or call back into memberlist.
+func (c *Cluster) receiveNotice(b []byte, now time.Time) {
+	n, err := decodeNotice(b)
+	if err != nil {
+		c.metrics.metaErrors.Inc()
+		c.logger.Error("bad notice from a peer; ignored", "err", err)
+		return
+	}
+	c.mu.Lock()
+	m, known := c.members[n.Name]
+	live := known && m.State.Live() && n.Name != c.name
+	if live {
+		c.leavingPeers[n.Name] = now.Add(leavingNoticeTTL)
+	}
+	c.mu.Unlock()
+	if !live {
+		c.logger.Debug("leaving notice about a director that is not a live peer; ignored", "member", n.Name)
+		return
+	}
+	c.logger.Info("cluster member is leaving", "member", n.Name)
+	// Recompute ownership now, and once more when the notice expires.
+	c.notify()
+	time.AfterFunc(leavingNoticeTTL, c.notify)
 }
 
 // observe records a memberlist node event.
@@ -481,6 +585,9 @@ func (c *Cluster) observe(n *memberlist.Node, event string) {
 		}
 	}
 	prev, known := c.members[n.Name]
+	if event == "join" {
+		delete(c.leavingPeers, n.Name) // back after a restart: an old notice no longer counts
+	}
 	c.members[n.Name] = &m
 	if m.State.Live() {
 		delete(c.departed, n.Name)
