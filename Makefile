@@ -45,7 +45,7 @@ lab-bins: build
 	$(GO) build -o $(BIN)/vm/labnode ./lab/cmd/labnode
 
 test-lab: lab-setup lab-bins
-	LAB_BIN_DIR=$(BIN)/vm LAB_CLUSTER_RUNS=$${LAB_CLUSTER_RUNS:-1} $(GO) test -count=1 -tags lab -timeout 40m -exec $(BIN)/labexec -v ./lab/e2e/ 2>&1 | tee $(BIN)/lab-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	kube=$$(bash scripts/kube-binaries.sh) || exit 1; LAB_KUBE=$$kube LAB_BIN_DIR=$(BIN)/vm LAB_CLUSTER_RUNS=$${LAB_CLUSTER_RUNS:-1} $(GO) test -count=1 -tags lab -timeout 40m -exec $(BIN)/labexec -v ./lab/e2e/ 2>&1 | tee $(BIN)/lab-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 # The .deb: binary, unit, modules-load.d, sysctl.d, conffile, man page, completion.
 deb: build

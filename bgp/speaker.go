@@ -180,6 +180,41 @@ func (s *Speaker) Set(ctx context.Context, routes []Route) error {
 	return s.apply(ctx)
 }
 
+// GracefulShutdown is the well-known community GRACEFUL_SHUTDOWN (65535:0, RFC 8326): routers
+// that honour it lower the route's preference to the minimum.
+const GracefulShutdown uint32 = 0xFFFF0000
+
+// Demote re-announces every route as least preferred, for a graceful stop: the AS path is
+// prepended the maximum number of times and the GRACEFUL_SHUTDOWN community is added. Routers
+// keep using this director until another director's route arrives, and switch to it the moment
+// it does: no gap and no wait for a withdrawal. Stop withdraws the demoted routes later. A
+// Set after Demote replaces them with what it is given.
+func (s *Speaker) Demote(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("bgp: speaker stopped")
+	}
+	demoted := make([]Route, len(s.desired))
+	for i, r := range s.desired {
+		r.ASPathPrepend = config.MaxStandbyPrepend
+		if !slices.Contains(r.Communities, GracefulShutdown) {
+			r.Communities = append(slices.Clone(r.Communities), GracefulShutdown)
+			slices.Sort(r.Communities)
+		}
+		demoted[i] = r
+	}
+	s.desired = demoted
+	if !s.running {
+		return nil
+	}
+	if err := s.apply(ctx); err != nil {
+		return err
+	}
+	s.log.Info("bgp routes demoted for a graceful stop", "routes", len(demoted))
+	return nil
+}
+
 // apply brings the GoBGP RIB to s.desired. Called with s.mu held and the server running.
 func (s *Speaker) apply(ctx context.Context) error {
 	want := map[netip.Prefix]Route{}

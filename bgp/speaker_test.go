@@ -184,6 +184,24 @@ func TestSpeakerBIRD(t *testing.T) {
 		t.Errorf("lvs_director_bgp_routes_announced = %v, want 1", got)
 	}
 
+	// Demote (graceful stop): the same route, least preferred, with GRACEFUL_SHUTDOWN.
+	if err := s.Demote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	demoted := want1
+	demoted.ASPath = "65001" + strings.Repeat(" 65001", config.MaxStandbyPrepend)
+	demoted.Communities = []string{"65000:100", "65535:0", "65535:65281"}
+	eventually(t, 10*time.Second, "the demoted route at BIRD", func() string {
+		rs, err := b.routes()
+		if err != nil {
+			return err.Error()
+		}
+		return routesEqual(rs, demoted)
+	})
+	if err := s.Set(ctx, []Route{r1}); err != nil {
+		t.Fatal(err)
+	}
+
 	// BIRD restarts: the session comes back and the route is announced again.
 	b.restart()
 	eventually(t, 20*time.Second, "route back at BIRD after its restart", func() string {

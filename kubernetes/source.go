@@ -302,13 +302,26 @@ func (s *Source) listWatch(resource string,
 				}
 				return nil, err
 			}
-			s.recordOK(resource)
-			return newRecordingWatch(w, func() { s.recordOK(resource) }), nil
+			// An open watch is no sign of life by itself: behind a load balancer or proxy whose
+			// backends are down, client-go's retries end in an empty watch without an error.
+			// Events are signs of life; a watch that ends at once without any is a failure.
+			return newRecordingWatch(w, func() { s.recordOK(resource) }, func() {
+				if ctx.Err() == nil {
+					s.recordFailure(resource, errEmptyWatch)
+				}
+			}), nil
 		},
 	}
 	// Keep client-go's knowledge of whether the client supports watch-list (fakes do not).
 	return cache.ToListWatcherWithWatchListSemantics(lw, s.client)
 }
+
+// errEmptyWatch is recorded when a watch ends within emptyWatchWindow without any event.
+var errEmptyWatch = errors.New("watch ended at once without any event (API server unreachable behind a proxy?)")
+
+// emptyWatchWindow: a watch that ends this soon without an event is counted as a failure. The
+// API server keeps a healthy watch open for minutes.
+const emptyWatchWindow = 2 * time.Second
 
 // recordingWatch passes events through, noting each as a sign of life.
 type recordingWatch struct {
@@ -318,18 +331,28 @@ type recordingWatch struct {
 	once  sync.Once
 }
 
-func newRecordingWatch(inner watch.Interface, alive func()) *recordingWatch {
+func newRecordingWatch(inner watch.Interface, alive, empty func()) *recordingWatch {
 	w := &recordingWatch{inner: inner, ch: make(chan watch.Event), stop: make(chan struct{})}
+	opened := time.Now()
 	go func() {
 		defer close(w.ch)
 		in := inner.ResultChan()
+		events := 0
 		for {
 			select {
 			case ev, ok := <-in:
 				if !ok {
+					if events == 0 && time.Since(opened) < emptyWatchWindow {
+						select {
+						case <-w.stop:
+						default:
+							empty()
+						}
+					}
 					return
 				}
 				if ev.Type != watch.Error {
+					events++
 					alive()
 				}
 				select {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/lvs-director/lvs-director/config"
@@ -170,5 +171,34 @@ func TestNewBadKubeconfig(t *testing.T) {
 	_, err := New(quietLogger(), prometheus.NewRegistry(), kcfg(func(c *config.Kubernetes) { c.Kubeconfig = t.TempDir() + "/missing" }))
 	if err == nil || !strings.Contains(err.Error(), "loading kubeconfig") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A watch that ends at once without any event (what client-go returns after its retries when a
+// proxy in front of a dead API server accepts and closes connections) is a failure, not a
+// sign of life; events are signs of life; a watch stopped by its consumer is neither.
+func TestRecordingWatchEmptyIsAFailure(t *testing.T) {
+	run := func(act func(fw *watch.FakeWatcher, w *recordingWatch)) (alive, empty int) {
+		fw := watch.NewFake()
+		var mu sync.Mutex
+		w := newRecordingWatch(fw, func() { mu.Lock(); alive++; mu.Unlock() }, func() { mu.Lock(); empty++; mu.Unlock() })
+		act(fw, w)
+		for range w.ResultChan() {
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return alive, empty
+	}
+	if a, e := run(func(fw *watch.FakeWatcher, _ *recordingWatch) { fw.Stop() }); a != 0 || e != 1 {
+		t.Errorf("empty watch: alive %d, empty %d; want 0, 1", a, e)
+	}
+	if a, e := run(func(fw *watch.FakeWatcher, w *recordingWatch) {
+		go func() { fw.Add(&corev1.Service{}); fw.Stop() }()
+		<-w.ResultChan()
+	}); a != 1 || e != 0 {
+		t.Errorf("watch with an event: alive %d, empty %d; want 1, 0", a, e)
+	}
+	if a, e := run(func(_ *watch.FakeWatcher, w *recordingWatch) { w.Stop() }); a != 0 || e != 0 {
+		t.Errorf("watch stopped by its consumer: alive %d, empty %d; want 0, 0", a, e)
 	}
 }

@@ -179,7 +179,7 @@ LAB_MODULES="veth dummy crc32c_generic libcrc32c nf_defrag_ipv4 nf_defrag_ipv6 n
  ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
  ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf ip_vs_twos
  nf_nat nfnetlink nf_tables nft_chain_nat nft_masq nft_nat nft_ct nf_conntrack_netlink
- sch_netem bridge"
+ sch_netem bridge virtio_pci virtio_net"
 MD=$ST/lib/modules/$KVER
 mkdir -p "$MD"
 loadable=""

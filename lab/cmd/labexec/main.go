@@ -21,6 +21,9 @@
 //	LAB_DEBUG    if set, show the full kernel log on the console
 //	LAB_QEMU     qemu binary (default qemu-system-x86_64)
 //	LAB_QEMU_ARGS extra qemu arguments (split at spaces)
+//	LAB_KUBE     a directory with kube-apiserver and etcd ("1": the cache of
+//	             scripts/kube-binaries.sh): run them on the host's loopback when
+//	             the test asks, and give the VM a NIC that reaches only them (see kube.go)
 //
 // Every LAB_* and LVS_* variable is passed into the VM to the test process,
 // which also gets LVS_LAB=1.
@@ -48,6 +51,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "--relay" {
+		os.Exit(relay(os.Args[2])) // run by qemu for a guestfwd connection (kube.go)
+	}
 	os.Exit(run())
 }
 
@@ -95,8 +101,17 @@ func run() int {
 	} else {
 		defer os.RemoveAll(tmp)
 	}
+	kube, err := startKubeHost(tmp)
+	if err != nil {
+		return fatalf("%v", err)
+	}
+	var vm vmExtra
+	if kube != nil {
+		defer kube.close()
+		vm = vmExtra{env: kube.vmEnv(), setup: kube.vmSetup()}
+	}
 	initrd := filepath.Join(tmp, "initramfs.cpio")
-	if err := buildInitrd(initrd, baseInitrd, testBin, testArgs, marker); err != nil {
+	if err := buildInitrd(initrd, baseInitrd, testBin, testArgs, marker, vm); err != nil {
 		return fatalf("building initramfs: %v", err)
 	}
 
@@ -111,6 +126,13 @@ func run() int {
 		"-no-reboot", "-nic", "none",
 		"-kernel", kernel, "-initrd", initrd,
 		"-append", cmdline,
+	}
+	if kube != nil {
+		self, err := os.Executable()
+		if err != nil {
+			return fatalf("%v", err)
+		}
+		args = append(args, kube.qemuArgs(self)...)
 	}
 	args = append(args, strings.Fields(os.Getenv("LAB_QEMU_ARGS"))...)
 	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
@@ -216,8 +238,15 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // passEnv are variables passed into the VM besides LAB_* and LVS_*.
 var passEnv = map[string]bool{"GOTRACEBACK": true, "GODEBUG": true, "GOMAXPROCS": true}
 
+// vmExtra is what the run script gets besides the usual: environment variables and shell
+// commands run before the test.
+type vmExtra struct {
+	env   map[string]string
+	setup string
+}
+
 // buildInitrd writes base + an extra archive with the test to dst.
-func buildInitrd(dst, base, testBin string, testArgs []string, marker string) error {
+func buildInitrd(dst, base, testBin string, testArgs []string, marker string, vm vmExtra) error {
 	f, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -319,6 +348,15 @@ func buildInitrd(dst, base, testBin string, testArgs []string, marker string) er
 			fmt.Fprintf(&s, "export %s=%s\n", k, shq(v))
 		}
 	}
+	extra := make([]string, 0, len(vm.env))
+	for k := range vm.env {
+		extra = append(extra, k)
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		fmt.Fprintf(&s, "export %s=%s\n", k, shq(vm.env[k]))
+	}
+	s.WriteString(vm.setup)
 	s.WriteString("export LVS_LAB=1\n")
 	fmt.Fprintf(&s, "export LAB_BIN=/lab/bin\n")
 	// Output files named in test flags must have a parent dir in the VM.
