@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,11 +91,24 @@ type API struct {
 	// unless TokenFile names a file holding a bearer token that unlocks drain and reload.
 	Listen    string `yaml:"listen"`
 	TokenFile string `yaml:"token_file"`
+	// MetricsMaxRealServers bounds the per-real-server IPVS series (8 per real server): while
+	// the director's services have more real servers than this in the kernel, only the
+	// per-service series are exported (and lvs_director_ipvs_realservers_unexported says how
+	// many were left out). 0 exports no per-real-server series. Nil until defaults are set.
+	MetricsMaxRealServers *int `yaml:"metrics_max_real_servers,omitempty"`
+}
+
+// MaxRealServerMetrics returns api.metrics_max_real_servers, or its default when unset.
+func (a *API) MaxRealServerMetrics() int {
+	if a.MetricsMaxRealServers == nil {
+		return DefaultMetricsMaxRealServers
+	}
+	return *a.MetricsMaxRealServers
 }
 
 // Key identifies a virtual service in the kernel.
 func (s *Service) Key() string {
-	return fmt.Sprintf("%s/%s", strings.ToLower(s.Protocol), netip.AddrPortFrom(s.VIP.Addr, s.Port))
+	return strings.ToLower(s.Protocol) + "/" + netip.AddrPortFrom(s.VIP.Addr, s.Port).String()
 }
 
 // WeightOr returns the configured weight.
@@ -115,8 +129,10 @@ const (
 	DefaultScheduler     = "rr"
 	DefaultWeight        = 1
 	DefaultMetricsListen = "127.0.0.1:9813"
-	DefaultSocket        = "/run/lvs-director/api.sock"
-	DefaultFailover      = "active-active"
+	// DefaultMetricsMaxRealServers keeps a scrape near 40,000 per-real-server series at most.
+	DefaultMetricsMaxRealServers = 5000
+	DefaultSocket                = "/run/lvs-director/api.sock"
+	DefaultFailover              = "active-active"
 )
 
 // Schedulers lists the IPVS schedulers the director accepts.
@@ -134,6 +150,14 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates config data; name is used in error messages.
 // The error, when not nil, is an Errors value listing every problem.
 func Parse(name string, data []byte) (*Config, error) {
+	if cfg, ok := parseSplit(name, data); ok {
+		return cfg, nil // a valid file of the usual layout, decoded piecewise (split.go)
+	}
+	return parseWhole(name, data)
+}
+
+// parseWhole decodes the file in one piece; it reports the errors with their lines.
+func parseWhole(name string, data []byte) (*Config, error) {
 	v := newValidator(name)
 	cfg := &Config{Path: name}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -175,6 +199,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.API.Socket == "" {
 		c.API.Socket = DefaultSocket
+	}
+	if c.API.MetricsMaxRealServers == nil {
+		n := DefaultMetricsMaxRealServers
+		c.API.MetricsMaxRealServers = &n
 	}
 	for i := range c.Services {
 		c.Services[i].setDefaults()
@@ -251,6 +279,9 @@ func (c *Config) validate(v *validator) {
 			v.errorf("api.metrics_listen", "invalid listen address %q (want IP:port, or off)", c.API.MetricsListen)
 		}
 	}
+	if n := c.API.MaxRealServerMetrics(); n < 0 {
+		v.errorf("api.metrics_max_real_servers", "must be 0 or more, got %d", n)
+	}
 	if !strings.HasPrefix(c.API.Socket, "/") {
 		v.errorf("api.socket", "must be an absolute path, got %q", c.API.Socket)
 	}
@@ -266,11 +297,11 @@ func (c *Config) validate(v *validator) {
 		v.errorf("api.token_file", "needs api.listen (the unix socket is protected by its file mode)")
 	}
 
-	names := map[string]int{}
-	keys := map[string]int{}
+	names := make(map[string]int, len(c.Services))
+	keys := make(map[string]int, len(c.Services))
 	for i := range c.Services {
 		s := &c.Services[i]
-		p := fmt.Sprintf("services[%d]", i)
+		p := "services[" + strconv.Itoa(i) + "]"
 		s.validate(v, p, d.ExcludeCIDRs)
 		if s.Name != "" {
 			if j, dup := names[s.Name]; dup {
@@ -280,10 +311,10 @@ func (c *Config) validate(v *validator) {
 			}
 		}
 		if s.VIP.IsValid() {
-			if j, dup := keys[s.Key()]; dup {
-				v.errorf(p, "duplicate virtual service %s (also services[%d])", s.Key(), j)
+			if key := s.Key(); keys[key] > 0 {
+				v.errorf(p, "duplicate virtual service %s (also services[%d])", key, keys[key]-1)
 			} else {
-				keys[s.Key()] = i
+				keys[key] = i + 1 // 0: not seen
 			}
 		}
 	}
@@ -342,9 +373,9 @@ func (s *Service) validate(v *validator, p string, exclude []Prefix) {
 			v.errorf(p+".persistence_netmask", "must be a prefix length 1-%d, got %d", max, *s.PersistenceNetmask)
 		}
 	}
-	seen := map[netip.AddrPort]int{}
+	seen := make(map[netip.AddrPort]int, len(s.RealServers))
 	for i := range s.RealServers {
-		rp := fmt.Sprintf("%s.real_servers[%d]", p, i)
+		rp := p + ".real_servers[" + strconv.Itoa(i) + "]"
 		r := &s.RealServers[i]
 		r.validate(v, rp, s.VIP.Addr)
 		ap := netip.AddrPortFrom(r.Address.Addr, r.Port)

@@ -39,8 +39,32 @@ func TestDefaults(t *testing.T) {
 	if s.Protocol != "udp" || s.Scheduler != "rr" || s.Failover != "active-active" || s.RealServers[0].Port != 53 || *s.RealServers[0].Weight != 1 {
 		t.Errorf("service defaults: %+v rs %+v", s, s.RealServers[0])
 	}
-	if cfg.API.MetricsListen != DefaultMetricsListen || cfg.API.Socket != DefaultSocket {
+	if cfg.API.MetricsListen != DefaultMetricsListen || cfg.API.Socket != DefaultSocket || cfg.API.MaxRealServerMetrics() != DefaultMetricsMaxRealServers {
 		t.Errorf("api defaults: %+v", cfg.API)
+	}
+}
+
+// TestMetricsMaxRealServers: 0 is a value (no per-real-server series), not "unset".
+func TestMetricsMaxRealServers(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want int
+	}{
+		{"api: {metrics_max_real_servers: 0}\n", 0},
+		{"api: {metrics_max_real_servers: 200000}\n", 200000},
+		{"api: {socket: /run/x.sock}\n", DefaultMetricsMaxRealServers},
+	} {
+		cfg, err := Parse("d.yaml", []byte(tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := cfg.API.MaxRealServerMetrics(); got != tc.want {
+			t.Errorf("%q: MaxRealServerMetrics() = %d, want %d", tc.yaml, got, tc.want)
+		}
+	}
+	var unset API
+	if unset.MaxRealServerMetrics() != DefaultMetricsMaxRealServers {
+		t.Errorf("an API without defaults set: %d", unset.MaxRealServerMetrics())
 	}
 }
 

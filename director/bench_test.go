@@ -1,6 +1,7 @@
 package director
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -86,5 +87,82 @@ func BenchmarkPlanInSync10kx10(b *testing.B) {
 		if p := MakePlan(PlanInput{Desired: desired, Observed: observed, VIPs: vips, Now: t0}); len(p.Ops) != 0 {
 			b.Fatal(len(p.Ops))
 		}
+	}
+}
+
+func benchSizes(b *testing.B, f func(b *testing.B, n int)) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) { f(b, n) })
+	}
+}
+
+// nopKernel accepts everything at no cost (a batching kernel with an empty table): the
+// director's own share of a sync.
+type nopKernel struct{ FakeKernel }
+
+func (*nopKernel) Services() ([]VirtualService, error)       { return nil, nil }
+func (*nopKernel) Addrs(string) ([]netip.Addr, error)        { return nil, nil }
+func (*nopKernel) EnsureLink(string) error                   { return nil }
+func (*nopKernel) AddAddr(string, netip.Addr) error          { return nil }
+func (*nopKernel) SetFullNAT([]ServiceKey) error             { return nil }
+func (*nopKernel) SetSysctl(string, string) error            { return nil }
+func (*nopKernel) ApplyBatch(ops []Op) []error               { return make([]error, len(ops)) }
+func (*nopKernel) ApplyAddrs(_ string, ops []Op) (e []error) { return make([]error, len(ops)) }
+
+// BenchmarkColdSyncOwnWork: plan and hand over n services x 10 (one VIP per 10 services, as in
+// the lab) to a kernel that costs nothing.
+func BenchmarkColdSyncOwnWork(b *testing.B) {
+	benchSizes(b, func(b *testing.B, n int) {
+		desired := bigDesired(n, 10)
+		for i := range desired {
+			desired[i].Key.Addr = netip.AddrFrom4([4]byte{198, 18, byte(i / 10 >> 8), byte(i / 10)})
+			desired[i].Key.Port = uint16(8000 + i%10)
+		}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			r := quietReconciler(&nopKernel{})
+			if p, err := r.Sync(desired); err != nil || len(p.Ops) != n*11+n/10 {
+				b.Fatalf("ops %d err %v", len(p.Ops), err)
+			}
+		}
+	})
+}
+
+// BenchmarkChangeSync: one real server added at n services x 10, through Sync (reads the
+// whole table: what every sync did before SyncChanged) and through SyncChanged.
+func BenchmarkChangeSync(b *testing.B) {
+	for _, changed := range []bool{false, true} {
+		name := "Sync"
+		if changed {
+			name = "SyncChanged"
+		}
+		b.Run(name, func(b *testing.B) {
+			benchSizes(b, func(b *testing.B, n int) {
+				desired := bigDesired(n, 10)
+				k := NewFakeKernel()
+				r := quietReconciler(k)
+				if _, err := r.Sync(desired); err != nil {
+					b.Fatal(err)
+				}
+				more := append([]VirtualService(nil), desired...)
+				more[n/2].Dests = append(append([]Dest(nil), desired[n/2].Dests...), Dest{Addr: netip.MustParseAddrPort("10.99.0.1:8080"), Weight: 1})
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					want := more
+					if i%2 == 1 {
+						want = desired
+					}
+					k.ResetCalls()
+					sync := r.Sync
+					if changed {
+						sync = syncChanged(r)
+					}
+					if p, err := sync(want); err != nil || len(p.Ops) != 1 || k.CallCount() != 1 {
+						b.Fatalf("ops %v calls %v err %v", opStrings(p.Ops), k.Calls, err)
+					}
+				}
+			})
+		})
 	}
 }

@@ -71,6 +71,7 @@ func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc) (
 	checked := func(rs *config.RealServer) bool { return s.HealthCheck != nil || rs.HealthCheck != nil }
 	h := ServiceHealth{Name: s.Name, Key: vs.Key, Quorum: max(s.Quorum, 1)}
 	h.Total = len(s.RealServers)
+	vs.Dests = make([]Dest, 0, len(s.RealServers)+1) // + a sorry server
 	for i := range s.RealServers {
 		rs := &s.RealServers[i]
 		ap := netip.AddrPortFrom(rs.Address.Addr, rs.Port)

@@ -21,6 +21,8 @@ type FakeKernel struct {
 	fullNAT  []ServiceKey
 	sysctls  map[string]string
 	Calls    []string
+	// dumps and reads count the reads of the whole table and of single services.
+	dumps, reads int
 	// FailOn makes the named call kind ("add-dest", ...) fail with this error when set.
 	FailOn map[string]error
 }
@@ -63,6 +65,7 @@ func (f *FakeKernel) Services() ([]VirtualService, error) {
 	if err := f.FailOn["dump"]; err != nil {
 		return nil, err
 	}
+	f.dumps++
 	out := make([]VirtualService, 0, len(f.services))
 	for _, s := range f.services {
 		c := *s
@@ -71,6 +74,47 @@ func (f *FakeKernel) Services() ([]VirtualService, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })
 	return out, nil
+}
+
+// Service implements ServiceReader.
+func (f *FakeKernel) Service(k ServiceKey) (VirtualService, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.FailOn["read"]; err != nil {
+		return VirtualService{}, false, err
+	}
+	f.reads++
+	s, ok := f.services[k]
+	if !ok {
+		return VirtualService{}, false, nil
+	}
+	c := *s
+	c.Dests = append([]Dest(nil), s.Dests...)
+	return c, true, nil
+}
+
+// ReadCounts returns how many times the whole table (Services) and single services (Service)
+// were read.
+func (f *FakeKernel) ReadCounts() (dumps, reads int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dumps, f.reads
+}
+
+// ApplyAddrs implements AddrBatcher (one AddAddr or DelAddr per operation).
+func (f *FakeKernel) ApplyAddrs(name string, ops []Op) []error {
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		switch op.Kind {
+		case OpAddVIP:
+			errs[i] = f.AddAddr(name, op.VIP)
+		case OpDelVIP:
+			errs[i] = f.DelAddr(name, op.VIP)
+		default:
+			errs[i] = misuse("%s is not an address operation", op.Kind)
+		}
+	}
+	return errs
 }
 
 // AddService implements IPVS.

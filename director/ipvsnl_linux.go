@@ -697,28 +697,15 @@ func (c *ipvsClient) services() ([]VirtualService, error) {
 	}
 	for i := range out {
 		vs := &out[i]
-		af := afOf(vs.Key.Addr)
-		err := c.dump(ipvsCmdGetDest, func(b []byte) []byte { return appendServiceAttr(b, vs, false) }, func(p []byte) error {
-			a, err := cmdAttr(p, ipvsCmdAttrDest)
-			if err != nil {
-				return err
-			}
-			d, err := parseDest(a, af)
-			if err != nil {
-				return err
-			}
-			vs.Dests = append(vs.Dests, d)
-			return nil
-		})
+		err := c.dumpDests(vs)
 		if errors.Is(err, unix.ESRCH) {
 			// The service went away between the two dumps.
 			out[i].Key = ServiceKey{}
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s dump of %s: %w", ipvsCmdNames[ipvsCmdGetDest], vs.Key, err)
+			return nil, err
 		}
-		vs.sortDests()
 	}
 	kept := out[:0]
 	for _, vs := range out {
@@ -727,6 +714,86 @@ func (c *ipvsClient) services() ([]VirtualService, error) {
 		}
 	}
 	return kept, nil
+}
+
+// dumpDests reads the real servers of vs (sorted) into vs.Dests. The error wraps ESRCH when
+// the kernel has no such service.
+func (c *ipvsClient) dumpDests(vs *VirtualService) error {
+	af := afOf(vs.Key.Addr)
+	err := c.dump(ipvsCmdGetDest, func(b []byte) []byte { return appendServiceAttr(b, vs, false) }, func(p []byte) error {
+		a, err := cmdAttr(p, ipvsCmdAttrDest)
+		if err != nil {
+			return err
+		}
+		d, err := parseDest(a, af)
+		if err != nil {
+			return err
+		}
+		vs.Dests = append(vs.Dests, d)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s dump of %s: %w", ipvsCmdNames[ipvsCmdGetDest], vs.Key, err)
+	}
+	vs.sortDests()
+	return nil
+}
+
+// service reads one virtual service (one request) and its real servers (one dump); found is
+// false when the kernel has no such service.
+func (c *ipvsClient) service(key ServiceKey) (vs VirtualService, found bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := VirtualService{Key: key}
+	seq := c.nextSeq(1)
+	b := beginMsg(c.wbuf[:0], c.family, nlmFRequest|nlmFAck, seq, ipvsCmdGetService)
+	b = appendServiceAttr(b, &q, false)
+	finishMsg(b, 0)
+	c.wbuf = b
+	if err := c.t.send(b); err != nil {
+		return vs, false, fmt.Errorf("%s %s: %w", ipvsCmdNames[ipvsCmdGetService], key, err)
+	}
+	var perr error
+	err = c.readUntil(seq, func(m nlMsg) (bool, error) {
+		switch {
+		case m.typ == nlmsgErrorType:
+			return true, m.errno() // the acknowledgement, or the error
+		case m.typ != c.family:
+			return false, nil
+		}
+		a, err := cmdAttr(m.payload, ipvsCmdAttrService)
+		if err == nil {
+			vs, _, err = parseService(a)
+		}
+		if err != nil {
+			perr = err
+		} else {
+			found = true
+		}
+		return false, nil
+	})
+	if errors.Is(err, unix.ESRCH) {
+		return VirtualService{}, false, nil
+	}
+	if err == nil {
+		err = perr
+	}
+	if err == nil && found && vs.Key != key {
+		err = fmt.Errorf("the kernel answered with service %s", vs.Key)
+	}
+	if err != nil {
+		return VirtualService{}, false, fmt.Errorf("%s %s: %w", ipvsCmdNames[ipvsCmdGetService], key, err)
+	}
+	if !found {
+		return VirtualService{}, false, nil
+	}
+	if err := c.dumpDests(&vs); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return VirtualService{}, false, nil // gone between the two requests
+		}
+		return VirtualService{}, false, err
+	}
+	return vs, true, nil
 }
 
 // errOutcomeLost marks operations whose answer the kernel could not deliver.

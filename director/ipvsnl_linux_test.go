@@ -272,6 +272,10 @@ func (f *fakeNL) send(b []byte) error {
 			f.dump(m, cmd, svc)
 			continue
 		}
+		if cmd == ipvsCmdGetService {
+			f.getService(m, svc)
+			continue
+		}
 		var errno error
 		if f.fail != nil {
 			errno = f.fail(cmd, svc, d)
@@ -548,3 +552,47 @@ func TestServicesDumpError(t *testing.T) {
 type noSendNL struct{ *fakeNL }
 
 func (n *noSendNL) send([]byte) error { return nil }
+
+// getService answers a (non-dump) IPVS_CMD_GET_SERVICE: the service and an acknowledgement,
+// or ESRCH.
+func (f *fakeNL) getService(m nlMsg, key VirtualService) {
+	for _, s := range f.services {
+		if s.Key == key.Key {
+			f.enqueue(append(tmsg(testFamily, 0, m.seq, []byte{ipvsCmdNewService, 1, 0, 0}, appendServiceAttr(nil, &s, true)),
+				tmsg(nlmsgErrorType, 0x100, m.seq, le32(0), make([]byte, 16))...))
+			return
+		}
+	}
+	f.enqueue(tmsg(nlmsgErrorType, 0, m.seq, errLE(unix.ESRCH), make([]byte, 16)))
+}
+
+func TestServiceReadsOne(t *testing.T) {
+	a := VirtualService{Key: testKey4, Scheduler: "wrr", Netmask: 0xffffffff, Dests: []Dest{
+		{Addr: netip.MustParseAddrPort("10.0.1.3:80"), Weight: 2},
+		{Addr: netip.MustParseAddrPort("10.0.1.2:80"), Weight: 1},
+	}}
+	b := VirtualService{Key: ServiceKey{Protocol: ProtoUDP, Addr: netip.MustParseAddr("2001:db8::5"), Port: 53},
+		Scheduler: "sh", Flags: FlagPersistent, Timeout: 60, Netmask: 64}
+	f := &fakeNL{t: t, services: []VirtualService{b, a}}
+	c := newFakeClient(f)
+	got, found, err := c.service(testKey4)
+	if err != nil || !found {
+		t.Fatalf("found %v, err %v", found, err)
+	}
+	a.sortDests()
+	if !reflect.DeepEqual(got, a) {
+		t.Errorf("service:\n got %+v\nwant %+v", got, a)
+	}
+	// one request for the service, one dump of its real servers
+	if len(f.writes) != 2 || f.writes[0][0].payload[0] != ipvsCmdGetService || f.writes[0][0].flags&nlmFDump != 0 ||
+		f.writes[1][0].payload[0] != ipvsCmdGetDest {
+		t.Errorf("requests: %d writes: %v", len(f.writes), f.writes)
+	}
+	got, found, err = c.service(b.Key)
+	if err != nil || !found || !reflect.DeepEqual(got, b) {
+		t.Errorf("IPv6 service: %+v %v %v", got, found, err)
+	}
+	if _, found, err := c.service(ServiceKey{Protocol: ProtoTCP, Addr: testKey4.Addr, Port: 81}); found || err != nil {
+		t.Errorf("a missing service: found %v, err %v", found, err)
+	}
+}

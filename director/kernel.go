@@ -46,3 +46,16 @@ type Kernel interface {
 type BatchApplier interface {
 	ApplyBatch(ops []Op) (errs []error)
 }
+
+// AddrBatcher is implemented by kernels that apply many VIP operations (OpAddVIP, OpDelVIP) on
+// one interface with one lookup of the interface and one socket, instead of a new socket and a
+// lookup per address (a cold start with 1,000 VIPs). errs[i] is the result of ops[i].
+type AddrBatcher interface {
+	ApplyAddrs(name string, ops []Op) (errs []error)
+}
+
+// ServiceReader is implemented by kernels that can read one virtual service with its real
+// servers without dumping the whole table. found is false when the kernel has no such service.
+type ServiceReader interface {
+	Service(key ServiceKey) (vs VirtualService, found bool, err error)
+}

@@ -45,6 +45,10 @@ func addrOf(ip net.IP) netip.Addr {
 // the kernel's 64-bit counters. Firewall-mark services are not the director's and are left out.
 func (k *LinuxKernel) Services() ([]VirtualService, error) { return k.nl.services() }
 
+// Service implements ServiceReader: one request for the service and one dump of its real
+// servers.
+func (k *LinuxKernel) Service(key ServiceKey) (VirtualService, bool, error) { return k.nl.service(key) }
+
 // ApplyBatch implements BatchApplier: the operations go to the kernel in writes of up to 256
 // messages (or 128 KiB), and errs[i] is the kernel's answer to ops[i].
 func (k *LinuxKernel) ApplyBatch(ops []Op) []error { return k.nl.apply(ops) }
@@ -151,6 +155,43 @@ func (k *LinuxKernel) DelAddr(name string, a netip.Addr) error {
 		return err
 	}
 	return netlink.AddrDel(l, &netlink.Addr{IPNet: hostNet(a)})
+}
+
+// ApplyAddrs implements AddrBatcher: the interface is looked up once for the whole batch (so a
+// deleted and recreated interface is found again at the next sync) and every address operation
+// goes over one rtnetlink socket.
+func (k *LinuxKernel) ApplyAddrs(name string, ops []Op) []error {
+	errs := make([]error, len(ops))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fail(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fail(err)
+	}
+	for i, op := range ops {
+		addr := &netlink.Addr{IPNet: hostNet(op.VIP)}
+		switch op.Kind {
+		case OpAddVIP:
+			if op.VIP.Is6() {
+				addr.Flags = unix.IFA_F_NODAD
+			}
+			errs[i] = h.AddrAdd(l, addr)
+		case OpDelVIP:
+			errs[i] = h.AddrDel(l, addr)
+		default:
+			errs[i] = fmt.Errorf("%s is not an address operation", op.Kind)
+		}
+	}
+	return errs
 }
 
 // SetSysctl writes a value under /proc/sys, e.g. SetSysctl("net.ipv4.ip_forward", "1").

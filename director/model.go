@@ -8,7 +8,7 @@ package director
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -119,7 +119,7 @@ type Dest struct {
 }
 
 func (s *VirtualService) sortDests() {
-	sort.Slice(s.Dests, func(i, j int) bool { return s.Dests[i].Addr.Compare(s.Dests[j].Addr) < 0 })
+	slices.SortFunc(s.Dests, func(a, b Dest) int { return a.Addr.Compare(b.Addr) })
 }
 
 func (s *VirtualService) sameAttrs(o *VirtualService) bool {

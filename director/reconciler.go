@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type Reconciler struct {
 	last     Status
 	// fullNAT is the full-NAT service set last applied; nil until the first sync.
 	fullNAT *string
+	// known is the kernel's IPVS table as the last full read found it, changed since only by
+	// this reconciler's own successful operations (see SyncChanged); nil when it is not known.
+	known *knownTable
 
 	syncDuration prometheus.Histogram
 	opsApplied   *prometheus.CounterVec
@@ -105,28 +109,118 @@ func (r *Reconciler) Plan(desired []VirtualService) (Plan, error) {
 }
 
 func (r *Reconciler) plan(desired []VirtualService) (Plan, error) {
+	p, _, err := r.planFull(desired)
+	return p, err
+}
+
+// planFull reads the whole table and plans against it; it also returns what it read.
+func (r *Reconciler) planFull(desired []VirtualService) (Plan, []VirtualService, error) {
 	observed, err := r.kernel.Services()
 	if err != nil {
-		return Plan{}, fmt.Errorf("reading IPVS state: %w", err)
+		return Plan{}, nil, fmt.Errorf("reading IPVS state: %w", err)
 	}
 	vips, err := r.kernel.Addrs(r.settings.Interface)
 	if err != nil {
-		return Plan{}, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+		return Plan{}, nil, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
 	}
-	return MakePlan(PlanInput{
+	return MakePlan(r.planInput(desired, observed, vips)), observed, nil
+}
+
+func (r *Reconciler) planInput(desired, observed []VirtualService, vips []netip.Addr) PlanInput {
+	return PlanInput{
 		Desired: desired, Observed: observed, VIPs: vips,
 		Exclude: r.settings.Exclude, Drain: r.drain, DrainTimeout: r.settings.DrainTimeout, Now: r.now(),
 		KeepUndesired: r.keep,
-	}), nil
+	}
+}
+
+// maxTargetedReads is the most services SyncChanged reads one by one; a change touching more
+// reads the whole table (a dump costs about as much as this many single reads).
+const maxTargetedReads = 256
+
+// planKnown plans against the known table, after reading again from the kernel the services
+// the plan would touch and those draining (their connection counts decide the drain). ok is
+// false when it cannot (no known table, a kernel that cannot read single services, too many
+// services touched, a failed read): the caller then reads the whole table.
+func (r *Reconciler) planKnown(desired []VirtualService) (p Plan, ok bool, err error) {
+	sr, can := r.kernel.(ServiceReader)
+	if r.known == nil || !can {
+		return Plan{}, false, nil
+	}
+	vips, err := r.kernel.Addrs(r.settings.Interface) // ownership: always read afresh
+	if err != nil {
+		return Plan{}, false, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+	}
+	p = MakePlan(r.planInput(desired, r.known.list, vips))
+	touched := map[ServiceKey]bool{}
+	for _, op := range p.Ops {
+		if op.Kind != OpAddVIP && op.Kind != OpDelVIP {
+			touched[op.Service.Key] = true
+		}
+	}
+	for k := range r.drain {
+		touched[k] = true
+	}
+	if len(touched) == 0 {
+		return p, true, nil
+	}
+	if len(touched) > maxTargetedReads {
+		return Plan{}, false, nil
+	}
+	same := true
+	for k := range touched {
+		vs, found, err := sr.Service(k)
+		if err != nil {
+			r.log.Warn("cannot read a virtual service; reading the whole table", "service", k.String(), "err", err)
+			r.known = nil
+			return Plan{}, false, nil
+		}
+		if i, ok := r.known.idx[k]; ok != found || found && !sameState(&r.known.list[i], &vs) {
+			same = false
+			r.known.set(k, vs, found)
+		}
+	}
+	if same {
+		return p, true, nil // the kernel has what the plan was made against
+	}
+	return MakePlan(r.planInput(desired, r.known.list, vips)), true, nil
+}
+
+// sameState tells whether two readings of a service agree on everything a plan looks at.
+func sameState(a, b *VirtualService) bool {
+	if !a.sameAttrs(b) || len(a.Dests) != len(b.Dests) {
+		return false
+	}
+	for _, d := range a.Dests {
+		o, ok := b.dest(d.Addr)
+		if !ok || o.Weight != d.Weight || o.Fwd&FwdMask != d.Fwd&FwdMask || o.ActiveConns != d.ActiveConns || o.InactiveConns != d.InactiveConns {
+			return false
+		}
+	}
+	return true
 }
 
 // Sync makes the kernel equal to desired and returns the plan it applied. An operation that
 // fails is logged and counted; the others still run, and the next sync retries.
 func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
+	return r.syncLocked(desired, true)
+}
+
+// SyncChanged is Sync for a change of the desired state (a reload, a health change, a drain):
+// instead of reading the whole table it plans against the table the last sync read and applied,
+// after reading again only the services it is about to change and those draining. It makes the
+// same changes as Sync unless someone else changed other services in the meantime; that drift
+// is repaired by the next Sync (every sync_period). Without a known table (the first sync,
+// after a failed operation or read, after Cleanup) it is Sync.
+func (r *Reconciler) SyncChanged(desired []VirtualService) (Plan, error) {
+	return r.syncLocked(desired, false)
+}
+
+func (r *Reconciler) syncLocked(desired []VirtualService, full bool) (Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	p, err := r.sync(desired)
+	p, err := r.sync(desired, full)
 	r.last = Status{At: start, Duration: time.Since(start), Ops: len(p.Ops), Draining: r.drain.Len()}
 	r.syncDuration.Observe(r.last.Duration.Seconds())
 	if err != nil {
@@ -136,7 +230,7 @@ func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
 	return p, err
 }
 
-func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
+func (r *Reconciler) sync(desired []VirtualService, full bool) (Plan, error) {
 	needLink := false
 	for i := range desired {
 		if !excluded(desired[i].Key.Addr, r.settings.Exclude) {
@@ -149,9 +243,22 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 			return Plan{}, fmt.Errorf("interface %s: %w", r.settings.Interface, err)
 		}
 	}
-	p, err := r.plan(desired)
-	if err != nil {
-		return p, err
+	var p Plan
+	planned := false
+	if !full {
+		var err error
+		if p, planned, err = r.planKnown(desired); err != nil {
+			return p, err
+		}
+	}
+	if !planned {
+		r.known = nil
+		var observed []VirtualService
+		var err error
+		if p, observed, err = r.planFull(desired); err != nil {
+			return p, err
+		}
+		r.known = newKnownTable(observed)
 	}
 	r.drain = p.Drain
 	r.draining.Set(float64(r.drain.Len()))
@@ -161,15 +268,22 @@ func (r *Reconciler) sync(desired []VirtualService) (Plan, error) {
 	results := r.applyAll(p.Ops)
 	for i, op := range p.Ops {
 		if err := results[i]; err != nil {
+			r.known = nil // the kernel's state is uncertain: read it whole next time
 			r.opsApplied.WithLabelValues(op.Kind.String(), "error").Inc()
 			r.log.Error("kernel operation failed", "op", op.String(), "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", op, err))
 			continue
 		}
 		counts[op.Kind]++
+		if r.known != nil {
+			r.known.apply(&op)
+		}
 		if verbose {
 			r.log.Info("applied", "op", op.String())
 		}
+	}
+	if r.known != nil {
+		r.known.trim()
 	}
 	if err := r.syncFullNAT(desired); err != nil {
 		errs = append(errs, err)
@@ -220,8 +334,19 @@ func (r *Reconciler) syncFullNAT(desired []VirtualService) error {
 func (r *Reconciler) applyAll(ops []Op) []error {
 	errs := make([]error, len(ops))
 	b, batching := r.kernel.(BatchApplier)
-	single := func(op Op) bool { return op.Kind == OpAddVIP || op.Kind == OpDelVIP || op.NewScheduler }
+	ab, addrBatching := r.kernel.(AddrBatcher)
+	isVIP := func(op Op) bool { return op.Kind == OpAddVIP || op.Kind == OpDelVIP }
+	single := func(op Op) bool { return isVIP(op) || op.NewScheduler }
 	for i := 0; i < len(ops); {
+		if addrBatching && isVIP(ops[i]) {
+			j := i
+			for j < len(ops) && isVIP(ops[j]) {
+				j++
+			}
+			copy(errs[i:j], ab.ApplyAddrs(r.settings.Interface, ops[i:j]))
+			i = j
+			continue
+		}
 		if !batching || single(ops[i]) {
 			errs[i] = r.apply(ops[i])
 			i++
@@ -297,6 +422,7 @@ func (r *Reconciler) Cleanup() (Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.drain = DrainState{}
+	r.known = nil
 	observed, err := r.kernel.Services()
 	if err != nil {
 		return Plan{}, fmt.Errorf("reading IPVS state: %w", err)
@@ -329,4 +455,100 @@ func (r *Reconciler) Observe() ([]VirtualService, []netip.Addr, error) {
 	}
 	vips, err := r.kernel.Addrs(r.settings.Interface)
 	return svcs, vips, err
+}
+
+// knownTable is the kernel's IPVS table as the reconciler last knew it, with an index by key.
+type knownTable struct {
+	list []VirtualService
+	idx  map[ServiceKey]int
+	// grown are the services whose real servers were appended to since the last trim.
+	grown map[int]bool
+}
+
+// trim gives the services that gained real servers slices of their exact size (append leaves
+// up to half of a slice unused, megabytes after a cold start).
+func (t *knownTable) trim() {
+	for i := range t.grown {
+		if i < len(t.list) {
+			t.list[i].Dests = slices.Clone(t.list[i].Dests)
+		}
+	}
+	t.grown = nil
+}
+
+func newKnownTable(observed []VirtualService) *knownTable {
+	t := &knownTable{list: observed, idx: make(map[ServiceKey]int, len(observed))}
+	for i := range observed {
+		t.idx[observed[i].Key] = i
+	}
+	return t
+}
+
+// set puts what the kernel has for k (found false: nothing) in the table.
+func (t *knownTable) set(k ServiceKey, vs VirtualService, found bool) {
+	i, ok := t.idx[k]
+	switch {
+	case found && ok:
+		t.list[i] = vs
+	case found:
+		t.idx[k] = len(t.list)
+		t.list = append(t.list, vs)
+	case ok: // the last service takes its place
+		last := len(t.list) - 1
+		if i != last {
+			t.list[i] = t.list[last]
+			t.idx[t.list[i].Key] = i
+			if t.grown[last] {
+				t.grown[i] = true
+			}
+		}
+		t.list[last] = VirtualService{}
+		t.list = t.list[:last]
+		delete(t.idx, k)
+	}
+}
+
+// apply records a successful IPVS operation.
+func (t *knownTable) apply(op *Op) {
+	k := op.Service.Key
+	i, ok := t.idx[k]
+	switch op.Kind {
+	case OpAddService:
+		vs := op.Service
+		vs.Dests, vs.FullNAT, vs.Stats = nil, false, Stats{}
+		t.set(k, vs, true)
+	case OpUpdateService:
+		if ok {
+			s := &t.list[i]
+			s.Scheduler, s.Flags, s.Timeout, s.Netmask = op.Service.Scheduler, op.Service.Flags, op.Service.Timeout, op.Service.Netmask
+		}
+	case OpDelService:
+		t.set(k, VirtualService{}, false)
+	case OpAddDest:
+		if ok {
+			s := &t.list[i]
+			s.Dests = append(s.Dests, Dest{Addr: op.Dest.Addr, Weight: op.Dest.Weight, Fwd: op.Dest.Fwd & FwdMask})
+			if t.grown == nil {
+				t.grown = map[int]bool{}
+			}
+			t.grown[i] = true
+		}
+	case OpUpdateDest:
+		if ok {
+			if d, found := t.list[i].dest(op.Dest.Addr); found {
+				d.Weight, d.Fwd = op.Dest.Weight, op.Dest.Fwd&FwdMask
+			}
+		}
+	case OpDelDest:
+		if ok {
+			s := &t.list[i]
+			kept := make([]Dest, 0, len(s.Dests))
+			for _, d := range s.Dests {
+				if d.Addr != op.Dest.Addr {
+					kept = append(kept, d)
+				}
+			}
+			s.Dests = kept
+		}
+	}
 }

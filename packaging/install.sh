@@ -6,8 +6,10 @@
 #   $UNITDIR/lvs-director.service                              (ExecStart points at $PREFIX/sbin)
 #   $PREFIX/lib/modules-load.d/lvs-director.conf               (systemd reads /usr/local/lib/... too)
 #   $PREFIX/lib/sysctl.d/60-lvs-director.conf
-#   $PREFIX/share/man/man8/lvs-director.8.gz
+#   $PREFIX/share/man/man8/lvs-director.8.gz, lvs-director-COMMAND.8.gz
 #   $PREFIX/share/bash-completion/completions/lvs-director
+#   $PREFIX/share/zsh/vendor-completions/_lvs-director        (zsh: add it to $fpath if needed)
+#   $PREFIX/share/fish/vendor_completions.d/lvs-director.fish
 #   $PREFIX/share/doc/lvs-director/copyright
 #   $SYSCONFDIR/lvs-director/director.yaml                     (0640; never overwritten)
 # all under $DESTDIR when set (staging for another packager). It neither enables nor starts
@@ -20,7 +22,8 @@
 #   UNITDIR     $PREFIX/lib/systemd/system  (on the default systemd unit path; /etc/systemd/system also works)
 #   BINARY      bin/lvs-director     the built binary (`make build`)
 #   VERSION     from the binary      shown in the man page
-#   MANPAGE, COMPLETION              prebuilt files; generated from the binary's --help when unset (needs go)
+#   DOCS        generated            prebuilt `mkman --out` directory (man pages, completions);
+#                                    when unset the binary generates them (needs go for mkman)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,14 +41,13 @@ case "$PREFIX" in /*) ;; *) die "PREFIX must be absolute, got '$PREFIX'" ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ -z "${MANPAGE:-}" ] || [ -z "${COMPLETION:-}" ]; then
-	command -v "$GO" >/dev/null || die "go is needed to generate the man page and completion (or set MANPAGE and COMPLETION)"
+if [ -z "${DOCS:-}" ]; then
+	command -v "$GO" >/dev/null || die "go is needed to generate the man pages and completions (or set DOCS)"
 	version=${VERSION:-$("$BINARY" version | awk '{print $2}')}
-	(cd "$repo/packaging" && "$GO" run ./cmd/mkman --binary "$BINARY" --version "$version" \
-		--man "$tmp/lvs-director.8.gz" --completion "$tmp/lvs-director.bash")
-	MANPAGE=${MANPAGE:-$tmp/lvs-director.8.gz}
-	COMPLETION=${COMPLETION:-$tmp/lvs-director.bash}
+	(cd "$repo/packaging" && "$GO" run ./cmd/mkman --binary "$BINARY" --version "$version" --out "$tmp/docs") >/dev/null
+	DOCS=$tmp/docs
 fi
+[ -f "$DOCS/share/man/man8/lvs-director.8.gz" ] || die "$DOCS has no share/man/man8/lvs-director.8.gz"
 
 sed "s|/usr/sbin/lvs-director|$PREFIX/sbin/lvs-director|g" "$repo/systemd/lvs-director.service" >"$tmp/lvs-director.service"
 
@@ -53,8 +55,9 @@ install -D -m 0755 "$BINARY" "$DESTDIR$PREFIX/sbin/lvs-director"
 install -D -m 0644 "$tmp/lvs-director.service" "$DESTDIR$UNITDIR/lvs-director.service"
 install -D -m 0644 "$repo/systemd/modules-load.d/lvs-director.conf" "$DESTDIR$PREFIX/lib/modules-load.d/lvs-director.conf"
 install -D -m 0644 "$repo/systemd/sysctl.d/60-lvs-director.conf" "$DESTDIR$PREFIX/lib/sysctl.d/60-lvs-director.conf"
-install -D -m 0644 "$MANPAGE" "$DESTDIR$PREFIX/share/man/man8/lvs-director.8.gz"
-install -D -m 0644 "$COMPLETION" "$DESTDIR$PREFIX/share/bash-completion/completions/lvs-director"
+(cd "$DOCS" && find share -type f) | sort | while read -r f; do
+	install -D -m 0644 "$DOCS/$f" "$DESTDIR$PREFIX/$f"
+done
 install -D -m 0644 "$repo/packaging/copyright" "$DESTDIR$PREFIX/share/doc/lvs-director/copyright"
 
 conf=$DESTDIR$SYSCONFDIR/lvs-director/director.yaml

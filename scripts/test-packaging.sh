@@ -6,8 +6,9 @@
 # packaging/install.sh into a DESTDIR. Ends with "packaging: N passed, M failed"; exits
 # non-zero when any check failed.
 #
-# Needs dpkg, systemd-analyze, groff, unshare (packaging/install-test-deps.sh installs
-# them); when one is missing it stops with a message, or fails under LVS_REQUIRE_EXTERNAL=1.
+# Needs dpkg, systemd-analyze, groff, unshare and bash-completion (packaging/install-test-deps.sh
+# installs them); when one is missing it stops with a message, or fails under
+# LVS_REQUIRE_EXTERNAL=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -44,6 +45,12 @@ for tool in dpkg dpkg-deb systemd-analyze groff unshare gzip "$GO" make; do
 		exit 0
 	fi
 done
+bash_completion=/usr/share/bash-completion/bash_completion
+if [ ! -f "$bash_completion" ]; then
+	[ "${LVS_REQUIRE_EXTERNAL:-}" = 1 ] && fatal "bash-completion is not installed (packaging/install-test-deps.sh installs it)"
+	echo "test-packaging: SKIP: bash-completion is not installed; run packaging/install-test-deps.sh"
+	exit 0
+fi
 
 tmp=$(mktemp -d /tmp/test-packaging.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -69,6 +76,9 @@ for s in postinst prerm postrm; do contains "control has $s" " $s " "$info"; don
 lacks "no preinst" " preinst " "$info"
 
 # --- contents: mode owner path --------------------------------------------------------
+# The commands lvs-director --help lists (cobra's "Available Commands:" section), but help.
+commands=$("$bin" --help | sed -n '/^Available Commands:/,/^$/p' | awk 'NR > 1 && NF > 1 && $1 != "help" {print $1}')
+contains "--help lists the commands" "run validate plan cleanup status drain undrain version completion" "$(echo $commands)"
 contents=$(dpkg-deb --contents "$deb1" | awk '$1 !~ /^d/ {print $1, $2, $6}' | sort)
 expected=$(sort <<'LIST'
 -rwxr-xr-x root/root ./usr/sbin/lvs-director
@@ -76,12 +86,17 @@ expected=$(sort <<'LIST'
 -rw-r--r-- root/root ./usr/lib/modules-load.d/lvs-director.conf
 -rw-r--r-- root/root ./usr/lib/sysctl.d/60-lvs-director.conf
 -rw-r----- root/root ./etc/lvs-director/director.yaml
--rw-r--r-- root/root ./usr/share/man/man8/lvs-director.8.gz
 -rw-r--r-- root/root ./usr/share/bash-completion/completions/lvs-director
+-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_lvs-director
+-rw-r--r-- root/root ./usr/share/fish/vendor_completions.d/lvs-director.fish
 -rw-r--r-- root/root ./usr/share/doc/lvs-director/copyright
 LIST
 )
-check "file list with modes" "$expected" "$contents"
+check "file list with modes (man pages apart)" "$expected" "$(grep -v '/man8/' <<<"$contents")"
+# One man page per command (cobra's generator), and no other file in man8.
+expected=$(for c in "" $commands; do echo "-rw-r--r-- root/root ./usr/share/man/man8/lvs-director${c:+-$c}.8.gz"; done
+	for s in bash fish powershell zsh; do echo "-rw-r--r-- root/root ./usr/share/man/man8/lvs-director-completion-$s.8.gz"; done)
+check "man pages: lvs-director.8 and one per command" "$(sort <<<"$expected")" "$(grep '/man8/' <<<"$contents")"
 
 # --- maintainer scripts -----------------------------------------------------------------
 mkdir -p "$tmp/ctrl" && dpkg-deb --control "$deb1" "$tmp/ctrl"
@@ -151,15 +166,42 @@ for l in "Type=notify" "NotifyAccess=main" "WatchdogSec=30s" "ExecReload=/bin/ki
 	contains "unit has $l" $'\n'"$l"$'\n' "$unit"
 done
 
-# --- man page and completion ------------------------------------------------------------
-man=$(gzip -dc "$root/usr/share/man/man8/lvs-director.8.gz" | groff -man -Tutf8 -ww -P-cbou 2>"$tmp/groff.err")
-check "man page renders without groff warnings" "" "$(cat "$tmp/groff.err")"
-for c in $("$bin" --help | sed -n '/^Commands:/,/^$/p' | awk 'NF > 1 {print $1}'); do
-	contains "man page documents '$c'" "lvs-director $c" "$man"
+# --- man pages and completion ----------------------------------------------------------
+mandir=$root/usr/share/man/man8
+: >"$tmp/groff.err"
+for page in "$mandir"/lvs-director*.8.gz; do
+	gzip -dc "$page" | groff -man -Tutf8 -ww -P-cbou >/dev/null 2>>"$tmp/groff.err"
 done
-compl=$(bash --norc -c '. "$1"; COMP_WORDS=(lvs-director ""); COMP_CWORD=1; _lvs_director; echo "${COMPREPLY[*]}"' _ \
-	"$root/usr/share/bash-completion/completions/lvs-director")
-contains "completion offers the commands" "run validate plan cleanup" "$compl"
+check "every man page renders without groff warnings" "" "$(cat "$tmp/groff.err")"
+render() { gzip -dc "$1" | groff -man -Tutf8 -P-cbou -rHY=0 -rLL=300n 2>&1 | tr -s ' \n' ' '; }
+man=$(render "$mandir/lvs-director.8.gz")
+contains "lvs-director(8) names the program" "lvs-director - a Linux LVS (IPVS) director" "$man"
+contains "lvs-director(8) documents signals" "SIGHUP reload the configuration file" "$man"
+contains "lvs-director(8) documents the exit status" "2 on a usage error" "$man"
+contains "lvs-director(8) shows the package version" "lvs-director 1.0.0" "$man"
+for c in $commands; do
+	contains "lvs-director-$c(8) documents '$c'" "lvs-director $c" "$(render "$mandir/lvs-director-$c.8.gz" 2>&1)"
+	contains "lvs-director(8) refers to lvs-director-$c(8)" "lvs-director-$c(8)" "$man"
+done
+contains "lvs-director-run(8) documents --log-level" '--log-level="info" log level: debug, info, warn, error' "$(render "$mandir/lvs-director-run.8.gz")"
+# The bash script cobra generates asks the installed binary (lvs-director __complete ...), with
+# bash-completion's helpers as on a Debian system. complete WORDS...: the last word is completed.
+complete_words() {
+	PATH=$root/usr/sbin:$PATH bash --norc -c '
+		. "$1"; . "$2"; shift 2
+		COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+		__start_lvs-director 2>/dev/null; echo "${COMPREPLY[*]}"' _ \
+		"$bash_completion" "$root/usr/share/bash-completion/completions/lvs-director" "$@"
+}
+check "completion offers the commands" "run validate plan cleanup status drain undrain version completion help" "$(complete_words lvs-director "")"
+check "completion of a command prefix" "undrain" "$(complete_words lvs-director un)"
+check "completion of run's flags" "--config --help --log-format --log-level" "$(complete_words lvs-director run --)"
+check "completion of --log-level values" "debug info warn error" "$(complete_words lvs-director run --log-level "")"
+check "completion of --log-format values" "json" "$(complete_words lvs-director run --log-format j)"
+touch "$tmp/director.yaml"
+check "completion of --config: files" "$tmp/director.yaml" "$(complete_words lvs-director validate --config "$tmp/dir")"
+contains "zsh completion" "#compdef lvs-director" "$(cat "$root/usr/share/zsh/vendor-completions/_lvs-director")"
+contains "fish completion" "complete -c lvs-director" "$(cat "$root/usr/share/fish/vendor_completions.d/lvs-director.fish")"
 
 # --- upgrade keeps an edited conffile ---------------------------------------------------
 echo "# local edit by the operator" >>"$root/etc/lvs-director/director.yaml"
@@ -192,7 +234,9 @@ DESTDIR=$dest bash packaging/install.sh >"$tmp/install.out" 2>&1
 check "install.sh into DESTDIR" "0" "$?"
 for m in "755 usr/local/sbin/lvs-director" "644 usr/local/lib/systemd/system/lvs-director.service" \
 	"644 usr/local/lib/modules-load.d/lvs-director.conf" "644 usr/local/lib/sysctl.d/60-lvs-director.conf" \
-	"644 usr/local/share/man/man8/lvs-director.8.gz" "644 usr/local/share/bash-completion/completions/lvs-director" \
+	"644 usr/local/share/man/man8/lvs-director.8.gz" "644 usr/local/share/man/man8/lvs-director-drain.8.gz" \
+	"644 usr/local/share/bash-completion/completions/lvs-director" "644 usr/local/share/zsh/vendor-completions/_lvs-director" \
+	"644 usr/local/share/fish/vendor_completions.d/lvs-director.fish" \
 	"644 usr/local/share/doc/lvs-director/copyright" "640 etc/lvs-director/director.yaml"; do
 	check "install.sh: mode of /${m#* }" "$m" "$(stat -c '%a %n' "$dest/${m#* }" 2>&1 | sed "s|$dest/||")"
 done

@@ -4,17 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lvs-director/lvs-director/config"
+	"github.com/spf13/cobra"
+
 	"github.com/lvs-director/lvs-director/daemon"
 )
 
@@ -60,34 +61,39 @@ func (c *apiClient) do(method, path string, body, out any) error {
 	return nil
 }
 
-func socketFlag(fs *flag.FlagSet) *string {
-	return fs.String("socket", config.DefaultSocket, "status API socket of the running director")
-}
-
-func cmdStatus(_ context.Context, fs *flag.FlagSet, args []string, out, errOut io.Writer) int {
-	sock := socketFlag(fs)
-	asJSON := fs.Bool("json", false, "print the raw JSON report")
-	if code, ok := parse(fs, args); !ok {
-		return code
+func newStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "show the running director's view: kernel table, health, drains, announcements",
+		Long: `Show the running director's view: the kernel's IPVS table joined with the health of each
+real server and why, drains, the announcement of each VIP, BGP neighbors, cluster members
+and the result of the last config reload. --json prints the raw report for scripts.`,
+		Example:           "  lvs-director status\n  lvs-director status --json | jq '.services[].real_servers'",
+		Args:              noArgs,
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	var raw json.RawMessage
-	if err := newAPIClient(*sock).do("GET", "/v1/status", nil, &raw); err != nil {
-		fmt.Fprintf(errOut, "lvs-director: %v\n", err)
-		return 1
-	}
-	if *asJSON {
-		var b bytes.Buffer
-		_ = json.Indent(&b, raw, "", "  ")
-		fmt.Fprintln(out, b.String())
-		return 0
-	}
-	var rep daemon.Report
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		fmt.Fprintf(errOut, "lvs-director: bad status answer: %v\n", err)
-		return 1
-	}
-	printReport(out, &rep)
-	return 0
+	sock := socketFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "print the raw JSON report")
+	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
+		var raw json.RawMessage
+		if err := newAPIClient(*sock).do("GET", "/v1/status", nil, &raw); err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if *asJSON {
+			var b bytes.Buffer
+			_ = json.Indent(&b, raw, "", "  ")
+			fmt.Fprintln(out, b.String())
+			return nil
+		}
+		var rep daemon.Report
+		if err := json.Unmarshal(raw, &rep); err != nil {
+			return fmt.Errorf("bad status answer: %w", err)
+		}
+		printReport(out, &rep)
+		return nil
+	})
+	return cmd
 }
 
 func printReport(out io.Writer, rep *daemon.Report) {
@@ -150,30 +156,63 @@ func printReport(out io.Writer, rep *daemon.Report) {
 	}
 }
 
-func drainCommand(on bool) func(context.Context, *flag.FlagSet, []string, io.Writer, io.Writer) int {
-	return func(_ context.Context, fs *flag.FlagSet, args []string, out, errOut io.Writer) int {
-		sock := socketFlag(fs)
-		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() != 2 {
-			fmt.Fprintf(errOut, "want SERVICE REALSERVER (address:port), got %d argument(s)\n", fs.NArg())
-			fs.Usage()
-			return 2
-		}
-		path, verb := "/v1/drain", "draining"
-		if !on {
-			path, verb = "/v1/undrain", "undrained"
-		}
-		req := daemon.DrainRequest{Service: fs.Arg(0), RealServer: fs.Arg(1)}
-		if err := newAPIClient(*sock).do("POST", path, req, nil); err != nil {
-			fmt.Fprintf(errOut, "lvs-director: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(out, "%s %s of service %s\n", verb, req.RealServer, req.Service)
-		return 0
+func newDrainCmd(on bool) *cobra.Command {
+	name, short, path, verb := "drain", "take a real server out of rotation (weight 0, then removal) until undrain", "/v1/drain", "draining"
+	if !on {
+		name, short, path, verb = "undrain", "put a drained real server back", "/v1/undrain", "undrained"
 	}
+	cmd := &cobra.Command{
+		Use:     name + " [flags] SERVICE REALSERVER",
+		Short:   short,
+		Example: "  lvs-director " + name + " web 10.0.0.11:8080",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("want SERVICE REALSERVER (address:port), got %d argument(s)", len(args))
+			}
+			if _, err := netip.ParseAddrPort(args[1]); err != nil {
+				return fmt.Errorf("invalid real server %q: want address:port", args[1])
+			}
+			return nil
+		},
+	}
+	sock := socketFlag(cmd)
+	cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return completeDrainArgs(*sock, args)
+	}
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		req := daemon.DrainRequest{Service: args[0], RealServer: args[1]}
+		if err := newAPIClient(*sock).do("POST", path, req, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s %s of service %s\n", verb, req.RealServer, req.Service)
+		return nil
+	})
+	return cmd
+}
+
+// completeDrainArgs completes SERVICE and REALSERVER from the running director's status; when
+// the director cannot be reached it offers nothing (never file names).
+func completeDrainArgs(socket string, args []string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	none := cobra.ShellCompDirectiveNoFileComp
+	if len(args) >= 2 {
+		return nil, none
+	}
+	c := newAPIClient(socket)
+	c.http.Timeout = 2 * time.Second
+	var rep daemon.Report
+	if err := c.do("GET", "/v1/status", nil, &rep); err != nil {
+		return nil, none
+	}
+	var out []cobra.Completion
+	for _, s := range rep.Services {
+		switch {
+		case len(args) == 0:
+			out = append(out, cobra.CompletionWithDesc(s.Name, s.Key))
+		case s.Name == args[0]:
+			for _, r := range s.RealServers {
+				out = append(out, cobra.CompletionWithDesc(r.Address, r.Health))
+			}
+		}
+	}
+	return out, none
 }

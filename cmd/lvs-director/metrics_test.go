@@ -83,7 +83,7 @@ services:
 			t.Errorf("metric %s lacks the lvs_director_ prefix", n)
 		}
 	}
-	for _, want := range []string{"lvs_director_build_info", "lvs_director_reconcile_duration_seconds", "lvs_director_config_last_reload_successful", "lvs_director_ipvs_realserver_weight"} {
+	for _, want := range []string{"lvs_director_build_info", "lvs_director_reconcile_duration_seconds", "lvs_director_config_last_reload_successful", "lvs_director_ipvs_realserver_weight", "lvs_director_ipvs_realservers_unexported", "lvs_director_ipvs_service_active_connections"} {
 		if !seen[want] {
 			t.Errorf("missing %s", want)
 		}

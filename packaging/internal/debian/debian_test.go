@@ -17,7 +17,9 @@ func fakeRepo(t *testing.T) (Options, string) {
 	for _, p := range []string{
 		"bin/lvs-director", "systemd/lvs-director.service", "systemd/modules-load.d/lvs-director.conf",
 		"systemd/sysctl.d/60-lvs-director.conf", "examples/director.yaml", "packaging/copyright",
-		"packaging/deb/postinst", "packaging/deb/prerm", "packaging/deb/postrm", "gen/man.8.gz", "gen/completion",
+		"packaging/deb/postinst", "packaging/deb/prerm", "packaging/deb/postrm",
+		"docs/share/man/man8/lvs-director.8.gz", "docs/share/man/man8/lvs-director-run.8.gz",
+		"docs/share/bash-completion/completions/lvs-director", "docs/share/zsh/vendor-completions/_lvs-director",
 	} {
 		full := filepath.Join(dir, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -28,8 +30,7 @@ func fakeRepo(t *testing.T) (Options, string) {
 		}
 	}
 	return Options{Version: "v1.2.3-4-gabc1234", Arch: "amd64", Binary: filepath.Join(dir, "bin/lvs-director"), Repo: dir,
-		ManPage: filepath.Join(dir, "gen/man.8.gz"), Completion: filepath.Join(dir, "gen/completion"),
-		MTime: time.Unix(1700000000, 0)}, dir
+		Docs: filepath.Join(dir, "docs"), MTime: time.Unix(1700000000, 0)}, dir
 }
 
 func TestInfo(t *testing.T) {
@@ -53,8 +54,10 @@ func TestInfo(t *testing.T) {
 		"/lib/systemd/system/lvs-director.service":            {"systemd/lvs-director.service", files.TypeFile, 0o644},
 		"/usr/lib/modules-load.d/lvs-director.conf":           {"systemd/modules-load.d/lvs-director.conf", files.TypeFile, 0o644},
 		"/usr/lib/sysctl.d/60-lvs-director.conf":              {"systemd/sysctl.d/60-lvs-director.conf", files.TypeFile, 0o644},
-		"/usr/share/man/man8/lvs-director.8.gz":               {"gen/man.8.gz", files.TypeFile, 0o644},
-		"/usr/share/bash-completion/completions/lvs-director": {"gen/completion", files.TypeFile, 0o644},
+		"/usr/share/man/man8/lvs-director.8.gz":               {"docs/share/man/man8/lvs-director.8.gz", files.TypeFile, 0o644},
+		"/usr/share/man/man8/lvs-director-run.8.gz":           {"docs/share/man/man8/lvs-director-run.8.gz", files.TypeFile, 0o644},
+		"/usr/share/bash-completion/completions/lvs-director": {"docs/share/bash-completion/completions/lvs-director", files.TypeFile, 0o644},
+		"/usr/share/zsh/vendor-completions/_lvs-director":     {"docs/share/zsh/vendor-completions/_lvs-director", files.TypeFile, 0o644},
 		"/usr/share/doc/lvs-director/copyright":               {"packaging/copyright", files.TypeFile, 0o644},
 		"/etc/lvs-director/director.yaml":                     {"examples/director.yaml", files.TypeConfig, 0o640},
 	}
@@ -86,6 +89,17 @@ func TestInfoErrors(t *testing.T) {
 	_, err := Info(o)
 	if err == nil || !strings.HasPrefix(err.Error(), "package content /etc/lvs-director/director.yaml: stat ") {
 		t.Errorf("error = %v, want one naming the missing conffile", err)
+	}
+	o, dir = fakeRepo(t)
+	if err := os.Remove(filepath.Join(dir, "docs/share/man/man8/lvs-director.8.gz")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Info(o); err == nil || !strings.HasPrefix(err.Error(), "package content /usr/share/man/man8/lvs-director.8.gz: stat ") {
+		t.Errorf("error = %v, want one naming the missing man page", err)
+	}
+	o.Docs = ""
+	if _, err := Info(o); err == nil || err.Error() != "no docs directory (man pages, completion)" {
+		t.Errorf("error = %v, want no docs directory", err)
 	}
 	o, _ = fakeRepo(t)
 	o.Version = "1.0 beta"

@@ -1,217 +1,164 @@
-// Package helpdoc turns lvs-director's own --help output into a man page and a bash
-// completion script, so that both follow the CLI as commands and flags are added.
+// Package helpdoc gets lvs-director's man pages and shell completion scripts from the binary
+// being packaged. The binary's CLI is built with cobra, whose generators write both (the hidden
+// `lvs-director gendocs --man-dir DIR` and `lvs-director completion SHELL`), so they follow the
+// commands and flags of that very binary; nothing here parses help text.
 package helpdoc
 
 import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"os"
 	"os/exec"
-	"regexp"
+	"path/filepath"
+	"sort"
 	"strings"
 )
 
-// Program is what `lvs-director --help` and each `lvs-director COMMAND --help` describe.
-type Program struct {
-	Name     string // "lvs-director"
-	Summary  string // first line of the main help, after "NAME: "
-	Commands []Command
+// Options are what the man pages show that the binary cannot know.
+type Options struct {
+	Version string // "1.2.3", shown in the footer; empty: the binary's own version
+	Date    string // "2026-11-24", shown in the footer; empty: $SOURCE_DATE_EPOCH or today
 }
 
-// Command is one subcommand.
-type Command struct {
-	Name    string
-	Summary string // from the main help's command list
-	Usage   string // "lvs-director run --config FILE"
-	Help    string // the paragraph between the usage line and "Flags:"
-	Flags   []Flag
+// Shell is a shell whose completion script is packaged, and where the script goes under a
+// prefix (/usr for the .deb, /usr/local for install.sh): the directories the shells load
+// completions from by default on Debian.
+type Shell struct {
+	Name string // as `lvs-director completion NAME` takes it
+	Path string // relative to the prefix
 }
 
-// Flag is one flag as the Go flag package prints it.
-type Flag struct {
-	Name    string // without dashes
-	Type    string // "string", "duration", ...; empty for boolean flags
-	Usage   string // without the default
-	Default string // as printed inside (default ...), quotes removed; empty if none
+// Shells lists the packaged completions.
+var Shells = []Shell{
+	{"bash", "share/bash-completion/completions/lvs-director"},
+	{"zsh", "share/zsh/vendor-completions/_lvs-director"},
+	{"fish", "share/fish/vendor_completions.d/lvs-director.fish"},
 }
 
-// Runner runs the binary with args and returns what it printed (stdout and stderr).
-type Runner func(args ...string) (string, error)
+// ManDir is where man pages go, relative to the prefix.
+const ManDir = "share/man/man8"
 
-// Collect asks the binary for its help and that of each of its commands.
-func Collect(run Runner) (Program, error) {
-	main, err := run("--help")
-	if err != nil {
-		return Program{}, fmt.Errorf("--help: %w", err)
-	}
-	p, err := ParseMain(main)
-	if err != nil {
-		return Program{}, err
-	}
-	for i, c := range p.Commands {
-		out, err := run(c.Name, "--help")
-		if err != nil {
-			return Program{}, fmt.Errorf("%s --help: %w", c.Name, err)
-		}
-		full, err := ParseCommand(out)
-		if err != nil {
-			return Program{}, fmt.Errorf("%s --help: %w", c.Name, err)
-		}
-		full.Name, full.Summary = c.Name, c.Summary
-		p.Commands[i] = full
-	}
-	return p, nil
+// Docs are the generated files.
+type Docs struct {
+	// ManPages maps a file name ("lvs-director-run.8.gz") to the gzip'd page.
+	ManPages map[string][]byte
+	// Completions maps a shell name to its completion script.
+	Completions map[string][]byte
 }
 
-var commandLine = regexp.MustCompile(`^  ([a-z][a-z0-9-]*)\s+(\S.*)$`)
+// Runner runs the binary with args and returns its standard output; the error carries its
+// standard error.
+type Runner func(args ...string) ([]byte, error)
 
-// ParseMain parses the main help: a "NAME: summary" first line and a "Commands:" section
-// of "  name   summary" lines.
-func ParseMain(text string) (Program, error) {
-	lines := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
-	name, summary, ok := strings.Cut(lines[0], ": ")
-	if !ok || name == "" || strings.ContainsAny(name, " \t") {
-		return Program{}, fmt.Errorf("main help: first line %q is not \"NAME: summary\"", lines[0])
-	}
-	p := Program{Name: name, Summary: strings.TrimSpace(summary)}
-	in := false
-	for _, l := range lines[1:] {
-		switch {
-		case l == "Commands:":
-			in = true
-		case in && strings.TrimSpace(l) == "":
-			in = false
-		case in:
-			m := commandLine.FindStringSubmatch(l)
-			if m == nil {
-				return Program{}, fmt.Errorf("main help: cannot parse command line %q", l)
-			}
-			p.Commands = append(p.Commands, Command{Name: m[1], Summary: strings.TrimSpace(m[2])})
-		}
-	}
-	if len(p.Commands) == 0 {
-		return Program{}, fmt.Errorf("main help: no \"Commands:\" section")
-	}
-	return p, nil
-}
-
-var defaultSuffix = regexp.MustCompile(`\s*\(default (.*)\)$`)
-
-// ParseCommand parses a command's help: "Usage: ...", a blank line, the help paragraph,
-// and "Flags:" followed by the flag package's PrintDefaults output.
-func ParseCommand(text string) (Command, error) {
-	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(text, "\r\n", "\n"), "\n"), "\n")
-	usage, ok := strings.CutPrefix(lines[0], "Usage: ")
-	if !ok {
-		return Command{}, fmt.Errorf("first line %q does not start with \"Usage: \"", lines[0])
-	}
-	c := Command{Usage: strings.TrimSpace(usage)}
-	i := 1
-	var help []string
-	for ; i < len(lines) && lines[i] != "Flags:"; i++ {
-		if s := strings.TrimSpace(lines[i]); s != "" {
-			help = append(help, s)
-		}
-	}
-	c.Help = strings.Join(help, " ")
-	for i++; i < len(lines); i++ {
-		l := lines[i]
-		if !strings.HasPrefix(l, "  -") {
-			if strings.TrimSpace(l) == "" {
-				continue
-			}
-			// Usage continuation lines are indented with four spaces and a tab.
-			if len(c.Flags) == 0 || !strings.HasPrefix(l, "    \t") {
-				return Command{}, fmt.Errorf("cannot parse flag line %q", l)
-			}
-			f := &c.Flags[len(c.Flags)-1]
-			f.Usage = strings.TrimSpace(f.Usage + " " + strings.TrimSpace(l))
-			continue
-		}
-		// "  -name type" (usage on the next lines) or "  -x\tusage" (one-letter flags).
-		head, rest, oneLine := strings.Cut(strings.TrimPrefix(l, "  -"), "\t")
-		fields := strings.Fields(head)
-		if len(fields) == 0 || len(fields) > 2 {
-			return Command{}, fmt.Errorf("cannot parse flag line %q", l)
-		}
-		f := Flag{Name: fields[0]}
-		if len(fields) == 2 {
-			f.Type = fields[1]
-		}
-		if oneLine {
-			f.Usage = strings.TrimSpace(rest)
-		}
-		c.Flags = append(c.Flags, f)
-	}
-	for i := range c.Flags {
-		f := &c.Flags[i]
-		if m := defaultSuffix.FindStringSubmatchIndex(f.Usage); m != nil {
-			f.Default = strings.Trim(f.Usage[m[2]:m[3]], `"`)
-			f.Usage = f.Usage[:m[0]]
-		}
-	}
-	return c, nil
-}
-
-var choiceWord = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-
-// Choices returns the values a flag's usage enumerates after its last colon
-// ("log level: debug, info, warn, error", "log format: text or json"), or nil.
-func (f Flag) Choices() []string {
-	i := strings.LastIndex(f.Usage, ":")
-	if i < 0 || f.Type == "" {
-		return nil
-	}
-	list := strings.ReplaceAll(f.Usage[i+1:], " or ", ", ")
-	var out []string
-	for _, w := range strings.Split(list, ",") {
-		w = strings.TrimSpace(w)
-		if !choiceWord.MatchString(w) {
-			return nil
-		}
-		out = append(out, w)
-	}
-	if len(out) < 2 {
-		return nil
-	}
-	return out
-}
-
-// TakesPath reports whether the flag's value is a file system path.
-func (f Flag) TakesPath() bool {
-	if f.Type == "" {
-		return false
-	}
-	for _, w := range []string{"config", "file", "socket", "path", "dir"} {
-		if strings.Contains(f.Name, w) {
-			return true
-		}
-	}
-	return strings.HasPrefix(f.Default, "/")
-}
-
-// BinaryRunner runs the program at path with a minimal environment (stable output) and
-// returns its stdout and stderr together: the flag package prints a command's help on stderr.
+// BinaryRunner runs the program at path with a minimal environment (stable output).
 func BinaryRunner(path string) Runner {
-	return func(args ...string) (string, error) {
+	return func(args ...string) ([]byte, error) {
 		cmd := exec.Command(path, args...)
 		cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin"}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return string(out), fmt.Errorf("%s %s: %w: %s", path, strings.Join(args, " "), err, out)
+		if s, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok {
+			cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH="+s)
 		}
-		return string(out), nil
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return out, fmt.Errorf("%s %s: %w: %s", path, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return out, nil
 	}
+}
+
+// Generate asks the binary for its man pages and completion scripts.
+func Generate(run Runner, o Options) (Docs, error) {
+	tmp, err := os.MkdirTemp("", "helpdoc-")
+	if err != nil {
+		return Docs{}, err
+	}
+	defer os.RemoveAll(tmp)
+	args := []string{"gendocs", "--man-dir", tmp}
+	if o.Version != "" {
+		args = append(args, "--version", o.Version)
+	}
+	if o.Date != "" {
+		args = append(args, "--date", o.Date)
+	}
+	if _, err := run(args...); err != nil {
+		return Docs{}, fmt.Errorf("man pages: %w", err)
+	}
+	pages, err := filepath.Glob(filepath.Join(tmp, "*.8"))
+	if err != nil {
+		return Docs{}, err
+	}
+	if len(pages) == 0 {
+		return Docs{}, fmt.Errorf("man pages: %s wrote no *.8 file", strings.Join(args, " "))
+	}
+	d := Docs{ManPages: map[string][]byte{}, Completions: map[string][]byte{}}
+	for _, p := range pages {
+		page, err := os.ReadFile(p)
+		if err != nil {
+			return Docs{}, err
+		}
+		gz, err := GzipMan(page)
+		if err != nil {
+			return Docs{}, fmt.Errorf("gzip %s: %w", filepath.Base(p), err)
+		}
+		d.ManPages[filepath.Base(p)+".gz"] = gz
+	}
+	for _, sh := range Shells {
+		script, err := run("completion", sh.Name)
+		if err != nil {
+			return Docs{}, fmt.Errorf("%s completion: %w", sh.Name, err)
+		}
+		if len(bytes.TrimSpace(script)) == 0 {
+			return Docs{}, fmt.Errorf("%s completion: the script is empty", sh.Name)
+		}
+		d.Completions[sh.Name] = script
+	}
+	return d, nil
+}
+
+// Write puts the files under dir as they go under a prefix: share/man/man8/*.8.gz and each
+// shell's completion path. It returns what it wrote, by path relative to dir, sorted.
+func (d Docs) Write(dir string) ([]string, error) {
+	var written []string
+	put := func(rel string, data []byte) error {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+		written = append(written, rel)
+		return nil
+	}
+	for name, data := range d.ManPages {
+		if err := put(filepath.Join(ManDir, name), data); err != nil {
+			return nil, err
+		}
+	}
+	for _, sh := range Shells {
+		script, ok := d.Completions[sh.Name]
+		if !ok {
+			return nil, fmt.Errorf("no %s completion script", sh.Name)
+		}
+		if err := put(sh.Path, script); err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(written)
+	return written, nil
 }
 
 // GzipMan compresses a man page as `gzip -9n` does: no file name, no time stamp.
-func GzipMan(page string) ([]byte, error) {
+func GzipMan(page []byte) ([]byte, error) {
 	var b bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&b, gzip.BestCompression)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := zw.Write([]byte(page)); err != nil {
+	if _, err := zw.Write(page); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {

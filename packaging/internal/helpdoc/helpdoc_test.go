@@ -2,264 +2,192 @@ package helpdoc
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 )
 
-// testdata/*.txt is lvs-director's real help output (main.txt: --help; NAME.txt: NAME --help).
-func fixture(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name+".txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+// fakeBinary answers like lvs-director: gendocs writes pages into --man-dir, completion prints
+// a script. It records every call.
+type fakeBinary struct {
+	calls [][]string
+	pages map[string]string
+	fail  map[string]error // by first argument, or "completion zsh"
 }
 
-func fixtureRunner(t *testing.T) Runner {
-	return func(args ...string) (string, error) {
-		if len(args) == 1 && args[0] == "--help" {
-			return fixture(t, "main"), nil
-		}
-		if len(args) == 2 && args[1] == "--help" {
-			return fixture(t, args[0]), nil
-		}
-		t.Fatalf("unexpected run %q", args)
-		return "", nil
+func (f *fakeBinary) run(args ...string) ([]byte, error) {
+	f.calls = append(f.calls, args)
+	if err := f.fail[args[0]]; err != nil {
+		return nil, err
 	}
-}
-
-func TestParseMain(t *testing.T) {
-	p, err := ParseMain(fixture(t, "main"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Name != "lvs-director" || p.Summary != "a Linux LVS (IPVS) director" {
-		t.Errorf("name, summary = %q, %q", p.Name, p.Summary)
-	}
-	var names []string
-	for _, c := range p.Commands {
-		names = append(names, c.Name)
-	}
-	want := []string{"run", "validate", "plan", "cleanup", "status", "drain", "undrain", "version"}
-	if !reflect.DeepEqual(names, want) {
-		t.Errorf("commands = %q, want %q", names, want)
-	}
-	if p.Commands[0].Summary != "run the director: keep the kernel's IPVS table equal to the config" {
-		t.Errorf("run summary = %q", p.Commands[0].Summary)
-	}
-}
-
-func TestParseMainErrors(t *testing.T) {
-	for _, tc := range []struct{ name, text, want string }{
-		{"no name", "just words\n", `main help: first line "just words" is not "NAME: summary"`},
-		{"no commands", "x: y\n\nUsage:\n  x\n", `main help: no "Commands:" section`},
-		{"bad command line", "x: y\nCommands:\n  Run it\n", `main help: cannot parse command line "  Run it"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseMain(tc.text)
-			if err == nil || err.Error() != tc.want {
-				t.Errorf("error = %v, want %q", err, tc.want)
+	switch args[0] {
+	case "gendocs":
+		dir := args[2]
+		for name, text := range f.pages {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				return nil, err
 			}
-		})
+		}
+		return nil, nil
+	case "completion":
+		if err := f.fail["completion "+args[1]]; err != nil {
+			return nil, err
+		}
+		if args[1] == "empty" {
+			return nil, nil
+		}
+		return []byte("# " + args[1] + " completion for lvs-director\n"), nil
+	}
+	return nil, errors.New("unknown command " + args[0])
+}
+
+func newFake() *fakeBinary {
+	return &fakeBinary{pages: map[string]string{
+		"lvs-director.8":     ".TH LVS-DIRECTOR 8\n",
+		"lvs-director-run.8": ".TH LVS-DIRECTOR-RUN 8\n",
+	}, fail: map[string]error{}}
+}
+
+func gunzip(t *testing.T, b []byte) (string, *gzip.Header) {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), &zr.Header
+}
+
+func TestGenerate(t *testing.T) {
+	f := newFake()
+	d, err := Generate(f.run, Options{Version: "1.2.3", Date: "2026-11-24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.calls[0]; len(got) != 7 || got[0] != "gendocs" || got[1] != "--man-dir" ||
+		!reflect.DeepEqual(got[3:], []string{"--version", "1.2.3", "--date", "2026-11-24"}) {
+		t.Errorf("gendocs call = %q", got)
+	}
+	if _, err := os.Stat(f.calls[0][2]); !os.IsNotExist(err) {
+		t.Errorf("the temporary man dir %s is left behind: %v", f.calls[0][2], err)
+	}
+	if len(d.ManPages) != 2 {
+		t.Fatalf("man pages = %d, want 2", len(d.ManPages))
+	}
+	for name, want := range map[string]string{"lvs-director.8.gz": ".TH LVS-DIRECTOR 8\n", "lvs-director-run.8.gz": ".TH LVS-DIRECTOR-RUN 8\n"} {
+		text, hdr := gunzip(t, d.ManPages[name])
+		if text != want {
+			t.Errorf("%s = %q, want %q", name, text, want)
+		}
+		if hdr.Name != "" || !hdr.ModTime.IsZero() {
+			t.Errorf("%s: gzip header has name %q, time %v (want neither, as gzip -n)", name, hdr.Name, hdr.ModTime)
+		}
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if got := string(d.Completions[sh]); got != "# "+sh+" completion for lvs-director\n" {
+			t.Errorf("%s completion = %q", sh, got)
+		}
+	}
+
+	// Without a version or date the binary's own defaults apply: no flags passed.
+	f = newFake()
+	if _, err := Generate(f.run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calls[0]) != 3 {
+		t.Errorf("gendocs call without options = %q", f.calls[0])
 	}
 }
 
-func TestParseCommand(t *testing.T) {
+func TestGenerateErrors(t *testing.T) {
+	boom := errors.New("exit status 2")
 	for _, tc := range []struct {
 		name string
-		text string
-		want Command
+		set  func(*fakeBinary)
+		want string
 	}{
-		{"run", fixture(t, "run"), Command{
-			Usage: "lvs-director run --config FILE",
-			Help:  "run the director: keep the kernel's IPVS table equal to the config",
-			Flags: []Flag{
-				{Name: "config", Type: "string", Usage: "config file", Default: "/etc/lvs-director/director.yaml"},
-				{Name: "log-format", Type: "string", Usage: "log format: text or json", Default: "text"},
-				{Name: "log-level", Type: "string", Usage: "log level: debug, info, warn, error", Default: "info"},
-			},
-		}},
-		{"status: boolean flag", fixture(t, "status"), Command{
-			Usage: "lvs-director status [--json] [--socket PATH]",
-			Help:  "show the running director's view: kernel table, health, drains, announcements",
-			Flags: []Flag{
-				{Name: "json", Usage: "print the raw JSON report"},
-				{Name: "socket", Type: "string", Usage: "status API socket of the running director", Default: "/run/lvs-director/api.sock"},
-			},
-		}},
-		{"version: no flags", fixture(t, "version"), Command{Usage: "lvs-director version", Help: "print the version"}},
-		{"one-letter flag and multi-line usage", "Usage: x y\n\nhelp\n\nFlags:\n  -v\tverbose\n  -timeout duration\n    \tgive up after\n    \tthis long (default 5s)\n",
-			Command{Usage: "x y", Help: "help", Flags: []Flag{
-				{Name: "v", Usage: "verbose"},
-				{Name: "timeout", Type: "duration", Usage: "give up after this long", Default: "5s"},
-			}}},
+		{"gendocs fails", func(f *fakeBinary) { f.fail["gendocs"] = boom }, "man pages: exit status 2"},
+		{"no pages", func(f *fakeBinary) { f.pages = nil }, "wrote no *.8 file"},
+		{"completion fails", func(f *fakeBinary) { f.fail["completion zsh"] = boom }, "zsh completion: exit status 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseCommand(tc.text)
-			if err != nil {
-				t.Fatal(err)
+			f := newFake()
+			tc.set(f)
+			_, err := Generate(f.run, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want %q", err, tc.want)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			if strings.Contains(tc.want, "exit status") && !errors.Is(err, boom) {
+				t.Errorf("error %v does not wrap the binary's", err)
 			}
 		})
 	}
-}
-
-func TestParseCommandErrors(t *testing.T) {
-	for _, tc := range []struct{ name, text, want string }{
-		{"no usage", "run it\n", `first line "run it" does not start with "Usage: "`},
-		{"stray line", "Usage: x\n\nFlags:\nsomething\n", `cannot parse flag line "something"`},
-		{"continuation first", "Usage: x\n\nFlags:\n    \torphan\n", `cannot parse flag line "    \torphan"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseCommand(tc.text)
-			if err == nil || err.Error() != tc.want {
-				t.Errorf("error = %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
-func TestCollect(t *testing.T) {
-	p, err := Collect(fixtureRunner(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.Commands) != 8 {
-		t.Fatalf("%d commands", len(p.Commands))
-	}
-	drain := p.Commands[5]
-	if drain.Name != "drain" || drain.Summary != "take a real server out of rotation (weight 0, then removal) until undrain" ||
-		drain.Usage != "lvs-director drain [--socket PATH] SERVICE REALSERVER" || len(drain.Flags) != 1 || drain.Flags[0].Name != "socket" {
-		t.Errorf("drain = %+v", drain)
-	}
-
-	boom := errors.New("exit status 2")
-	_, err = Collect(func(args ...string) (string, error) {
-		if args[0] == "plan" {
-			return "", boom
+	f := newFake()
+	_, err := Generate(func(args ...string) ([]byte, error) {
+		if args[0] == "completion" && args[1] == "fish" {
+			return []byte("  \n"), nil
 		}
-		return fixtureRunner(t)(args...)
-	})
-	if !errors.Is(err, boom) || err.Error() != "plan --help: exit status 2" {
-		t.Errorf("error = %v, want plan --help: exit status 2", err)
+		return f.run(args...)
+	}, Options{})
+	if err == nil || err.Error() != "fish completion: the script is empty" {
+		t.Errorf("empty script: error = %v", err)
 	}
 }
 
-func TestFlagChoicesAndPaths(t *testing.T) {
-	for _, tc := range []struct {
-		f       Flag
-		choices []string
-		path    bool
-	}{
-		{Flag{Name: "log-level", Type: "string", Usage: "log level: debug, info, warn, error"}, []string{"debug", "info", "warn", "error"}, false},
-		{Flag{Name: "log-format", Type: "string", Usage: "log format: text or json"}, []string{"text", "json"}, false},
-		{Flag{Name: "config", Type: "string", Usage: "config file"}, nil, true},
-		{Flag{Name: "socket", Type: "string", Usage: "status API socket of the running director"}, nil, true},
-		{Flag{Name: "out", Type: "string", Usage: "where", Default: "/var/x"}, nil, true},
-		{Flag{Name: "json", Usage: "print: raw, json"}, nil, false},                        // boolean: no value
-		{Flag{Name: "note", Type: "string", Usage: "note: Free Text here"}, nil, false},    // not a list of words
-		{Flag{Name: "peer", Type: "string", Usage: "peer address: host:port"}, nil, false}, // one word is no choice
-		{Flag{Name: "period", Type: "duration", Usage: "how long between syncs"}, nil, false},
-	} {
-		if got := tc.f.Choices(); !reflect.DeepEqual(got, tc.choices) {
-			t.Errorf("%s Choices() = %q, want %q", tc.f.Name, got, tc.choices)
-		}
-		if got := tc.f.TakesPath(); got != tc.path {
-			t.Errorf("%s TakesPath() = %v, want %v", tc.f.Name, got, tc.path)
-		}
-	}
-}
-
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("LVS_REQUIRE_EXTERNAL") == "1" {
-			t.Fatalf("%s not found and LVS_REQUIRE_EXTERNAL=1", name)
-		}
-		t.Skipf("%s not installed (Debian package groff-base / bash): skipping", name)
-	}
-	return p
-}
-
-func TestManIsValidRoff(t *testing.T) {
-	groff := needTool(t, "groff")
-	p, err := Collect(fixtureRunner(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := Man(p, ManOptions{Version: "1.2.3", Date: "2026-11-24"})
-	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-P-cbou")
-	cmd.Stdin = strings.NewReader(page)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil || errOut.Len() > 0 {
-		t.Fatalf("groff: %v\n%s\npage:\n%s", err, errOut.String(), page)
-	}
-	text := out.String()
-	for _, want := range []string{
-		"lvs-director - a Linux LVS (IPVS) director",
-		"lvs-director drain [--socket PATH] SERVICE REALSERVER",
-		"--log-level string",
-		"log level: debug, info, warn, error (default: info)",
-		"--json",
-		"/etc/lvs-director/director.yaml",
-		"lvs-director 1.2.3",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("rendered man page lacks %q:\n%s", want, text)
-		}
-	}
-}
-
-func TestCompletion(t *testing.T) {
-	bash := needTool(t, "bash")
-	p, err := Collect(fixtureRunner(t))
+func TestWrite(t *testing.T) {
+	d, err := Generate(newFake().run, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := filepath.Join(dir, "lvs-director")
-	if err := os.WriteFile(script, []byte(Completion(p)), 0o644); err != nil {
+	got, err := d.Write(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "director.yaml"), nil, 0o644); err != nil {
+	want := []string{
+		"share/bash-completion/completions/lvs-director",
+		"share/fish/vendor_completions.d/lvs-director.fish",
+		"share/man/man8/lvs-director-run.8.gz",
+		"share/man/man8/lvs-director.8.gz",
+		"share/zsh/vendor-completions/_lvs-director",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("wrote %q\nwant  %q", got, want)
+	}
+	for _, rel := range want {
+		st, err := os.Stat(filepath.Join(dir, rel))
+		if err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s: %v %v", rel, st, err)
+		}
+	}
+	delete(d.Completions, "fish")
+	if _, err := d.Write(t.TempDir()); err == nil || err.Error() != "no fish completion script" {
+		t.Errorf("missing script: error = %v", err)
+	}
+}
+
+func TestBinaryRunner(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "prog")
+	script := "#!/bin/sh\nif [ \"$1\" = fail ]; then echo 'it broke' >&2; exit 3; fi\necho \"out $*\"\necho noise >&2\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		words []string // the command line; the last word is being completed
-		want  string
-	}{
-		{[]string{"lvs-director", ""}, "run validate plan cleanup status drain undrain version help --help"},
-		{[]string{"lvs-director", "un"}, "undrain"},
-		{[]string{"lvs-director", "run", "--"}, "--config --log-format --log-level --help"},
-		{[]string{"lvs-director", "run", "--log-level", ""}, "debug info warn error"},
-		{[]string{"lvs-director", "run", "-log-format", "j"}, "json"},
-		{[]string{"lvs-director", "validate", "--config", dir + "/dir"}, dir + "/director.yaml"},
-		{[]string{"lvs-director", "status", "--"}, "--json --socket --help"},
-		{[]string{"lvs-director", "bogus", "--"}, ""},
-	} {
-		var words []string
-		for _, w := range tc.words {
-			words = append(words, "'"+w+"'")
-		}
-		prog := ". " + script + "\nCOMP_WORDS=(" + strings.Join(words, " ") + ")\nCOMP_CWORD=" +
-			strconv.Itoa(len(tc.words)-1) + "\n_lvs_director\necho \"${COMPREPLY[*]}\"\n"
-		out, err := exec.Command(bash, "--norc", "-c", prog).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%q: %v\n%s", tc.words, err, out)
-		}
-		if got := strings.TrimSpace(string(out)); got != tc.want {
-			t.Errorf("completing %q = %q, want %q", tc.words, got, tc.want)
-		}
+	run := BinaryRunner(bin)
+	out, err := run("completion", "bash")
+	if err != nil || string(out) != "out completion bash\n" {
+		t.Errorf("run = %q, %v (want stdout only)", out, err)
+	}
+	_, err = run("fail")
+	if err == nil || !strings.Contains(err.Error(), "exit status 3: it broke") {
+		t.Errorf("failing run: error = %v", err)
 	}
 }

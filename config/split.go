@@ -1,0 +1,293 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"hash/maphash"
+	"io"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Decoding a large file in one piece is slow and memory hungry: yaml.v3 first builds a node for
+// every scalar of the whole document and only then fills the structs, so at 10,000 services the
+// node tree of the entire file (about 40 times its size) is alive at once and the garbage
+// collector scans it again and again. parseSplit decodes the services list in small pieces
+// instead: the tree of each piece is garbage as soon as it is decoded.
+//
+// It handles only the plain layout: a top-level block mapping with one "services:" key whose
+// value is a block sequence. Anything else (anchors and aliases across items, several documents,
+// directives, tabs or carriage returns in indentation, flow-style top level) falls back to the
+// whole-file decoding, and so does a file with any error: the fallback then reports it with its
+// line and field path exactly as before. A split that cut a construct in two (a multi-line
+// quoted string with a line at the sequence's indentation) cannot decode cleanly, so it falls
+// back too.
+
+// splitBatch is how many service items one decoder call takes.
+const splitBatch = 64
+
+// splitServices cuts data into the file without the items of its top-level services sequence
+// (the "services:" key stays, with an empty value) and the items' text, each item with its
+// original indentation and lines. ok is false when the file is not of the plain layout.
+func splitServices(data []byte) (head []byte, items [][]byte, ok bool) {
+	if bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		return nil, nil, false
+	}
+	head = make([]byte, 0, 4096)
+	inSeq := false // inside the services sequence
+	seqIndent := -1
+	seen := false
+	content := false // a non-blank line was seen
+	curStart := -1   // offset of the item being collected
+	flush := func(end int) {
+		if curStart >= 0 {
+			items = append(items, data[curStart:end])
+			curStart = -1
+		}
+	}
+	for off := 0; off < len(data); {
+		end := bytes.IndexByte(data[off:], '\n')
+		next := len(data)
+		if end < 0 {
+			end = len(data)
+		} else {
+			end += off
+			next = end + 1
+		}
+		line := data[off:end]
+		indent := 0
+		for indent < len(line) && line[indent] == ' ' {
+			indent++
+		}
+		rest := line[indent:]
+		blank := len(rest) == 0 || rest[0] == '#'
+		if len(rest) > 0 && rest[0] == '\t' {
+			return nil, nil, false // tabs in indentation: leave it to the full decoder
+		}
+		if indent == 0 && len(rest) > 0 && (rest[0] == '%' || bytes.HasPrefix(rest, []byte("---")) || bytes.HasPrefix(rest, []byte("..."))) {
+			if content || !isDocStart(rest) {
+				return nil, nil, false // directives or several documents
+			}
+			head = append(head, data[off:next]...)
+			off, content = next, true // a second marker falls back
+			continue
+		}
+		if !blank {
+			content = true
+		}
+		if inSeq && !blank {
+			switch {
+			case seqIndent < 0:
+				if !isSeqEntry(rest) {
+					return nil, nil, false // the value of services: is not a block sequence
+				}
+				seqIndent = indent
+				curStart = off
+			case indent == seqIndent && isSeqEntry(rest):
+				flush(off)
+				curStart = off
+			case indent > seqIndent:
+				// a continuation of the current item
+			case indent == 0 && seqIndent > 0 || indent == 0 && !isSeqEntry(rest):
+				flush(off)
+				inSeq = false
+			default:
+				return nil, nil, false
+			}
+		}
+		if !inSeq {
+			if indent == 0 && len(rest) > 0 && (rest[0] == '{' || rest[0] == '[' || rest[0] == '&' || rest[0] == '!' || rest[0] == '-') {
+				return nil, nil, false // not a block mapping at the top
+			}
+			if indent == 0 && isServicesKey(rest) {
+				if seen {
+					return nil, nil, false // a duplicate key: the full decoder reports it
+				}
+				seen, inSeq = true, true
+			}
+			head = append(head, data[off:next]...)
+			if next == len(data) && end == len(data) && len(line) > 0 {
+				head = append(head, '\n')
+			}
+		}
+		off = next
+	}
+	if inSeq {
+		flush(len(data))
+	}
+	if !seen {
+		return nil, nil, false
+	}
+	return head, items, true
+}
+
+// isDocStart tells whether a line is a bare document start marker ("---", maybe with a comment).
+func isDocStart(rest []byte) bool {
+	r, ok := bytes.CutPrefix(rest, []byte("---"))
+	if !ok {
+		return false
+	}
+	t := bytes.TrimLeft(r, " ")
+	return len(t) == 0 || t[0] == '#' && len(t) < len(r)
+}
+
+// isSeqEntry tells whether a line (without its indentation) starts a block sequence entry.
+func isSeqEntry(rest []byte) bool {
+	return len(rest) > 0 && rest[0] == '-' && (len(rest) == 1 || rest[1] == ' ')
+}
+
+// isServicesKey tells whether a top-level line is exactly the key "services:" with nothing
+// but a comment after it.
+func isServicesKey(rest []byte) bool {
+	r, ok := bytes.CutPrefix(rest, []byte("services:"))
+	if !ok {
+		return false
+	}
+	r = bytes.TrimLeft(r, " ")
+	return len(r) == 0 || r[0] == '#' && len(rest)-len(r) > len("services:")
+}
+
+// parseSplit decodes data piecewise (see above). ok is false when the file is not of the
+// plain layout or has any error; the caller then decodes it whole.
+func parseSplit(name string, data []byte) (*Config, bool) {
+	head, items, ok := splitServices(data)
+	if !ok {
+		return nil, false
+	}
+	for _, it := range items {
+		if hasAnchorOrAlias(it) {
+			return nil, false
+		}
+	}
+	cfg := &Config{Path: name}
+	if !decodeStrict(head, cfg) {
+		return nil, false
+	}
+	if cfg.Services != nil {
+		return nil, false
+	}
+	prev := itemCache.get()
+	next := make(map[itemHash]*Service, len(items))
+	services := make([]Service, len(items))
+	reused := make([]bool, len(items))
+	hashes := make([]itemHash, len(items))
+	var missing []int // items not in the cache, in file order
+	for i, it := range items {
+		h := hashItem(it)
+		hashes[i] = h
+		if s := prev[h]; s != nil {
+			services[i], reused[i] = *s, true
+			next[h] = s
+			continue
+		}
+		missing = append(missing, i)
+	}
+	var buf []byte
+	for k := 0; k < len(missing); k += splitBatch {
+		batch := missing[k:min(k+splitBatch, len(missing))]
+		buf = buf[:0]
+		for _, i := range batch {
+			buf = append(buf, items[i]...)
+			if buf[len(buf)-1] != '\n' {
+				buf = append(buf, '\n')
+			}
+		}
+		var part []Service
+		if !decodeStrict(buf, &part) {
+			return nil, false
+		}
+		if len(part) != len(batch) {
+			return nil, false // the pieces were not cut at item boundaries
+		}
+		for j, i := range batch {
+			services[i] = part[j]
+		}
+	}
+	if len(services) > 0 {
+		cfg.Services = services
+	}
+	cfg.Services = nil // the other sections' defaults; the services' follow
+	cfg.setDefaults()
+	if len(services) > 0 {
+		cfg.Services = services
+	}
+	for i := range cfg.Services {
+		if !reused[i] {
+			cfg.Services[i].setDefaults()
+		}
+	}
+	v := newValidator(name)
+	cfg.validate(v)
+	if len(v.errs) > 0 {
+		return nil, false
+	}
+	for _, i := range missing {
+		s := cfg.Services[i]
+		next[hashes[i]] = &s
+	}
+	itemCache.set(next)
+	return cfg, true
+}
+
+// decodeStrict decodes one document into out, refusing unknown fields.
+func decodeStrict(b []byte, out any) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	return true
+}
+
+// hasAnchorOrAlias tells whether an item may use an anchor or alias (a '&' or '*' that starts a
+// token). Items that do are decoded with the whole file: an alias may refer to another item.
+func hasAnchorOrAlias(b []byte) bool {
+	for i, c := range b {
+		if c != '&' && c != '*' {
+			continue
+		}
+		if i == 0 {
+			return true
+		}
+		switch b[i-1] {
+		case ' ', '[', '{', ',', ':', '-', '\n':
+			return true
+		}
+	}
+	return false
+}
+
+// Reloads: a service item whose text is byte for byte that of an item of the last file parsed
+// here decodes to the same service with the same defaults (neither depends on anything outside
+// the item), so it is taken from that parse instead of being decoded again. At 10,000 services
+// a reload that changed one service decodes one item. The cache holds the items of the last
+// successful parse only (the running config's, for the daemon), and the services it hands out
+// are shared with that earlier Config: a loaded Config is read-only.
+var itemCache serviceCache
+
+type serviceCache struct {
+	mu    sync.Mutex
+	items map[itemHash]*Service
+}
+
+func (c *serviceCache) get() map[itemHash]*Service {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.items // never modified once set
+}
+
+func (c *serviceCache) set(m map[itemHash]*Service) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items = m
+}
+
+var itemSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// itemHash identifies an item's text (128 bits: two independent 64-bit hashes).
+type itemHash [2]uint64
+
+func hashItem(b []byte) itemHash {
+	return itemHash{maphash.Bytes(itemSeeds[0], b), maphash.Bytes(itemSeeds[1], b)}
+}

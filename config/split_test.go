@@ -1,0 +1,132 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The piecewise decoding must give exactly what the whole-file decoding gives.
+func TestParseSplitEqualsWhole(t *testing.T) {
+	files := map[string]string{
+		"bench": string(benchYAML(200)),
+		"block": `# a comment
+director:
+  interface: lvs1
+services:
+  # first
+  - name: web
+    vip: 203.0.113.10
+    port: 80
+    scheduler: WRR
+    real_servers:
+      - address: 10.0.1.11
+        port: 8080
+        weight: 3
+      - {address: 10.0.1.12}
+
+  - name: dns
+    vip: 2001:db8::53
+    port: 53
+    protocol: udp
+    health_check: {type: tcp, interval: 5s}
+    real_servers: [{address: "2001:db8::1"}]
+api: {socket: /run/x.sock}
+`,
+		"compact sequence, document start, no final newline": "---\nservices:\n- name: a\n  vip: 10.9.9.9\n  port: 80\n- {name: b, vip: 10.9.9.9, port: 81}\ndirector: {drain_timeout: 5s}",
+	}
+	for _, f := range []string{"../examples/director.yaml", "../examples/full.yaml"} {
+		if b, err := os.ReadFile(f); err == nil {
+			files[f] = string(b)
+		}
+	}
+	for name, text := range files {
+		t.Run(name, func(t *testing.T) {
+			itemCache.set(nil)
+			want, err := parseWhole("f.yaml", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := parseSplit("f.yaml", []byte(text))
+			if !ok {
+				t.Fatal("the piecewise decoding refused a plain file")
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("piecewise:\n%+v\nwhole:\n%+v", got, want)
+			}
+			// Again, from the cache.
+			again, ok := parseSplit("f.yaml", []byte(text))
+			if !ok || !reflect.DeepEqual(again, want) {
+				t.Errorf("from the cache: ok %v\n%+v", ok, again)
+			}
+		})
+	}
+}
+
+// Files the piecewise decoding does not handle are decoded whole, with the same result.
+func TestParseSplitFallsBack(t *testing.T) {
+	for name, text := range map[string]string{
+		"alias across items": "services:\n  - &a {name: a, vip: 10.0.0.1, port: 80}\n  - {name: b, vip: 10.0.0.1, port: 81, real_servers: []}\n" +
+			"  - name: c\n    vip: 10.0.0.1\n    port: 82\n    real_servers: &rs [{address: 10.1.1.1}]\n  - {name: d, vip: 10.0.0.1, port: 83, real_servers: *rs}\n",
+		"flow top level":       "{services: [{name: a, vip: 10.0.0.1, port: 80}]}\n",
+		"flow services":        "services: [{name: a, vip: 10.0.0.1, port: 80}]\n",
+		"two documents":        "services:\n  - {name: a, vip: 10.0.0.1, port: 80}\n---\nservices: []\n",
+		"empty document first": "---\n---\nservices:\n  - {name: a, vip: 10.0.0.1, port: 80}\n",
+		"no services key":      "director: {interface: lvs0}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			itemCache.set(nil)
+			if _, ok := parseSplit("f.yaml", []byte(text)); ok && name != "no services key" {
+				if name == "alias across items" {
+					t.Fatal("items with anchors or aliases were decoded piecewise")
+				}
+			}
+			want, werr := parseWhole("f.yaml", []byte(text))
+			got, gerr := Parse("f.yaml", []byte(text))
+			if !reflect.DeepEqual(got, want) || (werr == nil) != (gerr == nil) {
+				t.Errorf("Parse: %+v, %v\nwhole: %+v, %v", got, gerr, want, werr)
+			}
+		})
+	}
+}
+
+// A file with an error falls back to the whole decoding, which reports it with its line.
+func TestParseSplitErrorsAsBefore(t *testing.T) {
+	itemCache.set(nil)
+	text := strings.Replace(string(benchYAML(20)), "{name: s7, vip: 10.200.0.1, port: 8007,", "{name: s7, vip: 10.200.0.1, port: 8007, sheduler: rr,", 1)
+	_, err := Parse("f.yaml", []byte(text))
+	if err == nil || !strings.Contains(err.Error(), `f.yaml:14: services[7].sheduler: unknown field "sheduler"`) {
+		t.Errorf("got %v", err)
+	}
+	// An item valid alone but a duplicate of another.
+	dup := string(benchYAML(3)) + "  - {name: s0, vip: 10.200.0.9, port: 80}\n"
+	if _, err := Parse("f.yaml", []byte(dup)); err == nil || !strings.Contains(err.Error(), `f.yaml:10: services[3].name: duplicate service name "s0"`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+// A reload decodes only the items that changed; the others are the earlier parse's.
+func TestParseReusesUnchangedItems(t *testing.T) {
+	itemCache.set(nil)
+	data := benchYAML(100)
+	first, err := Parse("f.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := []byte(strings.Replace(string(data), "port: 8080}]}", "port: 8080}, {address: 10.250.0.1, port: 8080}]}", 1))
+	second, err := Parse("f.yaml", changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := parseWhole("f.yaml", changed)
+	if !reflect.DeepEqual(second, want) {
+		t.Fatal("a reload decoded from the cache differs from a whole decoding")
+	}
+	if len(second.Services[0].RealServers) != 11 || &second.Services[0].RealServers[0] == &first.Services[0].RealServers[0] {
+		t.Error("the changed item was not decoded again")
+	}
+	if &second.Services[1].RealServers[0] != &first.Services[1].RealServers[0] {
+		t.Error("an unchanged item was decoded again")
+	}
+}

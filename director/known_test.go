@@ -1,0 +1,252 @@
+package director
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func mustSyncChanged(t *testing.T, r *Reconciler, desired []VirtualService) Plan {
+	t.Helper()
+	p, err := r.SyncChanged(desired)
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return p
+}
+
+func withDest(desired []VirtualService, i int, d Dest) []VirtualService {
+	out := slices.Clone(desired)
+	out[i].Dests = append(slices.Clone(desired[i].Dests), d)
+	out[i].sortDests()
+	return out
+}
+
+// After a full sync, a change reads the one service it touches and makes one operation.
+func TestSyncChangedReadsOnlyWhatItChanges(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := bigDesired(100, 3)
+	mustSync(t, r, desired)
+	k.ResetCalls()
+	dumps0, reads0 := k.ReadCounts()
+
+	p := mustSyncChanged(t, r, desired)
+	if len(p.Ops) != 0 || k.CallCount() != 0 {
+		t.Fatalf("unchanged: ops %v calls %v", opStrings(p.Ops), k.Calls)
+	}
+	if d, rd := k.ReadCounts(); d != dumps0 || rd != reads0 {
+		t.Errorf("unchanged: %d dumps, %d reads of services, want none", d-dumps0, rd-reads0)
+	}
+
+	changed := withDest(desired, 42, rs("10.99.0.1:8080", 1))
+	p = mustSyncChanged(t, r, changed)
+	if len(p.Ops) != 1 || p.Ops[0].Kind != OpAddDest || k.CallCount() != 1 {
+		t.Fatalf("one real server added: ops %v calls %v", opStrings(p.Ops), k.Calls)
+	}
+	if d, rd := k.ReadCounts(); d != dumps0 || rd != reads0+1 {
+		t.Errorf("one real server added: %d dumps, %d reads of services, want 0 and 1", d-dumps0, rd-reads0)
+	}
+	// The kernel now equals the desired state, and what the reconciler knows equals the kernel.
+	if p := mustSync(t, r, changed); len(p.Ops) != 0 {
+		t.Errorf("a full sync after the change: %v", opStrings(p.Ops))
+	}
+	assertKnownIsKernel(t, r, k)
+}
+
+// A change is planned against what the kernel has now for the services it touches: a real
+// server someone else added in the meantime is not added twice.
+func TestSyncChangedRereadsTouchedServices(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := bigDesired(10, 2)
+	mustSync(t, r, desired)
+	extra := rs("10.99.0.1:8080", 1)
+	if err := k.AddDest(desired[3].Key, extra); err != nil {
+		t.Fatal(err)
+	}
+	k.ResetCalls()
+	if p := mustSyncChanged(t, r, withDest(desired, 3, extra)); len(p.Ops) != 0 || k.CallCount() != 0 {
+		t.Errorf("ops %v calls %v", opStrings(p.Ops), k.Calls)
+	}
+}
+
+// SyncChanged does not see drift in services it does not touch; Sync repairs it.
+func TestSyncRepairsDriftSyncChangedDoesNotLookFor(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := bigDesired(10, 2)
+	mustSync(t, r, desired)
+	k.Flush()
+	k.ResetCalls()
+	if p := mustSyncChanged(t, r, desired); len(p.Ops) != 0 {
+		t.Errorf("SyncChanged without a change: %v", opStrings(p.Ops))
+	}
+	if p := mustSync(t, r, desired); len(p.Ops) != 10*3 {
+		t.Errorf("Sync after a flush: %d ops, want %d", len(p.Ops), 10*3)
+	}
+	if p := mustSyncChanged(t, r, desired); len(p.Ops) != 0 {
+		t.Errorf("after the repair: %v", opStrings(p.Ops))
+	}
+	assertKnownIsKernel(t, r, k)
+}
+
+// After a failed operation nothing is assumed: the next SyncChanged reads the whole table.
+func TestSyncChangedAfterFailureReadsAll(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := bigDesired(10, 2)
+	mustSync(t, r, desired)
+	k.FailOn = map[string]error{"add-dest": errors.New("boom")}
+	changed := withDest(desired, 1, rs("10.99.0.1:8080", 1))
+	if _, err := r.SyncChanged(changed); err == nil {
+		t.Fatal("no error")
+	}
+	k.FailOn = nil
+	dumps0, _ := k.ReadCounts()
+	if p := mustSyncChanged(t, r, changed); len(p.Ops) != 1 {
+		t.Errorf("retry: %v", opStrings(p.Ops))
+	}
+	if d, _ := k.ReadCounts(); d != dumps0+1 {
+		t.Errorf("the retry made %d dumps, want 1", d-dumps0)
+	}
+	// A failed read of a service also falls back to a whole read.
+	k.FailOn = map[string]error{"read": errors.New("boom")}
+	if p := mustSyncChanged(t, r, desired); len(p.Ops) != 1 || p.Ops[0].Kind != OpDelDest {
+		t.Errorf("with a failing read: %v", opStrings(p.Ops))
+	}
+	assertKnownIsKernel(t, r, k)
+}
+
+// Draining real servers are read again at each SyncChanged: their connections decide.
+func TestSyncChangedDrains(t *testing.T) {
+	r, k, c := newTestReconciler(t)
+	desired := bigDesired(5, 2)
+	mustSync(t, r, desired)
+	gone := desired[2].Dests[1].Addr
+	k.SetConns(desired[2].Key, gone, 3, 0)
+	less := slices.Clone(desired)
+	less[2].Dests = desired[2].Dests[:1]
+	p := mustSyncChanged(t, r, less)
+	if len(p.Ops) != 1 || p.Ops[0].Kind != OpUpdateDest || p.Ops[0].Dest.Weight != 0 {
+		t.Fatalf("drain start: %v", opStrings(p.Ops))
+	}
+	c.t = c.t.Add(time.Second)
+	if p := mustSyncChanged(t, r, less); len(p.Ops) != 0 || !r.Draining() {
+		t.Fatalf("still draining: %v", opStrings(p.Ops))
+	}
+	k.SetConns(desired[2].Key, gone, 0, 0)
+	c.t = c.t.Add(time.Second)
+	if p := mustSyncChanged(t, r, less); len(p.Ops) != 1 || p.Ops[0].Kind != OpDelDest || r.Draining() {
+		t.Fatalf("drained: %v", opStrings(p.Ops))
+	}
+	assertKnownIsKernel(t, r, k)
+}
+
+// Services removed, added and changed in one SyncChanged keep the known table equal to the
+// kernel.
+func TestSyncChangedMixed(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := bigDesired(20, 3)
+	mustSync(t, r, desired)
+	next := slices.Clone(desired[5:])
+	next[0].Scheduler = "wrr"
+	next[1].Dests = []Dest{next[1].Dests[0], {Addr: next[1].Dests[1].Addr, Weight: 7}}
+	next = append(next, svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1)))
+	mustSyncChanged(t, r, next)
+	assertKnownIsKernel(t, r, k)
+	if p := mustSync(t, r, next); len(p.Ops) != 0 {
+		t.Errorf("a full sync after: %v", opStrings(p.Ops))
+	}
+}
+
+func assertKnownIsKernel(t *testing.T, r *Reconciler, k *FakeKernel) {
+	t.Helper()
+	want, _ := k.Services()
+	if r.known == nil {
+		return // nothing assumed
+	}
+	got := slices.Clone(r.known.list)
+	slices.SortFunc(got, func(a, b VirtualService) int {
+		if a.Key.Less(b.Key) {
+			return -1
+		}
+		return 1
+	})
+	for i := range got {
+		got[i].sortDests()
+		if len(got[i].Dests) == 0 {
+			got[i].Dests = nil
+		}
+	}
+	for i := range want {
+		if len(want[i].Dests) == 0 {
+			want[i].Dests = nil
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("known table:\n%+v\nkernel:\n%+v", got, want)
+	}
+	for k, i := range r.known.idx {
+		if r.known.list[i].Key != k {
+			t.Errorf("index of %s points to %s", k, r.known.list[i].Key)
+		}
+	}
+}
+
+// basicKernel hides the optional interfaces (batches, single reads) of the fake.
+type basicKernel struct{ Kernel }
+
+// Without AddrBatcher and ServiceReader: VIPs one by one, SyncChanged reads the whole table.
+func TestReconcilerWithoutOptionalInterfaces(t *testing.T) {
+	k := NewFakeKernel()
+	r := NewReconciler(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), basicKernel{k},
+		Settings{Interface: "lvs0", DrainTimeout: 30 * time.Second}, nil)
+	desired := []VirtualService{svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1)), svc(vip2, 80, "rr")}
+	mustSync(t, r, desired)
+	if vips, _ := k.Addrs("lvs0"); !reflect.DeepEqual(vips, []netip.Addr{vip1, vip2}) {
+		t.Errorf("VIPs %v", vips)
+	}
+	dumps0, _ := k.ReadCounts()
+	if p := mustSyncChanged(t, r, desired[:1]); len(p.Ops) != 2 {
+		t.Errorf("ops %v", opStrings(p.Ops))
+	}
+	if d, _ := k.ReadCounts(); d != dumps0+1 {
+		t.Errorf("%d dumps, want 1", d-dumps0)
+	}
+	if vips, _ := k.Addrs("lvs0"); !reflect.DeepEqual(vips, []netip.Addr{vip1}) {
+		t.Errorf("VIPs %v", vips)
+	}
+}
+
+// A cold start's plan is one array in the order of the kinds, as flatten would make it.
+func TestColdPlanLayout(t *testing.T) {
+	desired := bigDesired(100, 3)
+	desired[7].Dests[1].Absent = true
+	in := PlanInput{Desired: desired, Now: t0}
+	p := MakePlan(in)
+	var b opBuckets
+	for _, op := range p.Ops {
+		b.add(op)
+	}
+	if !reflect.DeepEqual(p.Ops, b.flatten()) || len(p.Ops) != 100*5-1 {
+		t.Errorf("%d ops, not in the order of their kinds", len(p.Ops))
+	}
+	// With some services already there, and a VIP to delete, the buckets are copied.
+	in.Observed = []VirtualService{desired[3], svc(vip1, 80, "rr")}
+	in.VIPs = []netip.Addr{vip1}
+	p = MakePlan(in)
+	if n := p.Count(); n[OpDelService] != 1 || n[OpDelVIP] != 1 || n[OpAddService] != 99 || n[OpAddDest] != 99*3-1 {
+		t.Errorf("counts %v", n)
+	}
+	b = opBuckets{}
+	for _, op := range p.Ops {
+		b.add(op)
+	}
+	if !reflect.DeepEqual(p.Ops, b.flatten()) {
+		t.Error("ops not in the order of their kinds")
+	}
+}
