@@ -48,6 +48,21 @@ func openKernel() (*director.LinuxKernel, error) {
 	return k, nil
 }
 
+// offlineDaemon opens the kernel and loads the config at path into a daemon that is not run
+// (plan, cleanup); call closeKernel when done.
+func offlineDaemon(cmd *cobra.Command, log *slog.Logger, path string) (d *daemon.Daemon, closeKernel func(), err error) {
+	k, err := openKernel()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err = daemon.New(log, prometheus.NewRegistry(), k, path, nil)
+	if err != nil {
+		k.Close()
+		return nil, nil, describeConfigError(cmd.ErrOrStderr(), err)
+	}
+	return d, func() { k.Close() }, nil
+}
+
 func newPlanCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "plan --config FILE",
@@ -57,15 +72,11 @@ func newPlanCmd() *cobra.Command {
 	}
 	path := configFlag(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
-		k, err := openKernel()
+		d, closeKernel, err := offlineDaemon(cmd, slog.New(slog.NewTextHandler(io.Discard, nil)), *path)
 		if err != nil {
 			return err
 		}
-		defer k.Close()
-		d, err := daemon.New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k, *path, nil)
-		if err != nil {
-			return describeConfigError(cmd.ErrOrStderr(), err)
-		}
+		defer closeKernel()
 		p, err := d.Plan()
 		if err != nil {
 			return err
@@ -93,16 +104,11 @@ func newCleanupCmd() *cobra.Command {
 	}
 	path := configFlag(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
-		k, err := openKernel()
+		d, closeKernel, err := offlineDaemon(cmd, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)), *path)
 		if err != nil {
 			return err
 		}
-		defer k.Close()
-		log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-		d, err := daemon.New(log, prometheus.NewRegistry(), k, *path, nil)
-		if err != nil {
-			return describeConfigError(cmd.ErrOrStderr(), err)
-		}
+		defer closeKernel()
 		p, err := d.Cleanup()
 		out := cmd.OutOrStdout()
 		for _, op := range p.Ops {

@@ -17,6 +17,8 @@ import (
 
 	kubeclient "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/lvs-director/lvs-director/kubernetes/kubetest"
 )
 
 // KubeHost is the host side of labexec's LAB_KUBE seen from the VM: an etcd and a
@@ -108,24 +110,7 @@ func (k *KubeHost) Client() kubeclient.Interface {
 
 // Kubeconfig is a kubeconfig for the API server at server (https://host:port) with the
 // host's token.
-func (k *KubeHost) Kubeconfig(server string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: lab
-  cluster:
-    server: %s
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: %s
-contexts:
-- name: lab
-  context: {cluster: lab, user: admin}
-current-context: lab
-`, server, k.Token)
-}
+func (k *KubeHost) Kubeconfig(server string) string { return kubetest.Kubeconfig(server, k.Token) }
 
 // KubeProxy is a TCP forwarder in the VM's root namespace from a lab address (on a veth to
 // the director's namespace) to the API server: the director's only way to the cluster. Block
