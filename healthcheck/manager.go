@@ -36,19 +36,30 @@ type Status struct {
 	Checks uint64
 }
 
-// Manager runs the checks of a set of targets, one goroutine per checked target, and keeps
-// their up/down state. Update sets the targets; Run runs the checks until its context ends.
+// Manager runs the checks of a set of targets and keeps their up/down state. Update sets the
+// targets; Run runs the checks until its context ends. On Linux the tcp targets are all checked
+// by a checkLoop (non-blocking connects waited for with epoll, one goroutine per CPU, at most
+// 4); every other target, and tcp targets elsewhere, has a goroutine of its own running its
+// Prober.
 type Manager struct {
 	log       *slog.Logger
 	met       *metrics
 	newProber func(config.HealthCheck) (Prober, error)
+	// newLoop starts the checkLoop of Run's tcp targets; nil (or an error) means none: each tcp
+	// target then runs its Prober in its own goroutine. A tcp target's Prober only validates
+	// its spec when a loop runs it.
+	newLoop func() (checkLoop, error)
 	// firstDelay picks when in its first interval a new target is first checked.
 	firstDelay func(interval time.Duration) time.Duration
-	changes    chan struct{}
+	// onResult, when set (by tests), sees every recorded result; it must be safe for
+	// concurrent use.
+	onResult func(Result)
+	changes  chan struct{}
 
 	mu      sync.Mutex
 	targets map[string]*checker
 	runCtx  context.Context // non-nil while Run runs
+	tcp     checkLoop       // the loop of the tcp targets, non-nil while Run runs with one
 	wg      sync.WaitGroup
 }
 
@@ -91,6 +102,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
 		log:       logger,
 		met:       met,
 		newProber: NewProber,
+		newLoop:   newTCPLoop,
 		firstDelay: func(interval time.Duration) time.Duration {
 			return rand.N(interval)
 		},
@@ -190,6 +202,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	m.runCtx = runCtx
+	if m.newLoop != nil {
+		switch loop, err := m.newLoop(); {
+		case err == nil:
+			m.tcp = loop
+		case !errors.Is(err, errors.ErrUnsupported):
+			m.log.Warn("tcp health checks run one goroutine per target", "error", err)
+		}
+	}
 	for _, c := range m.targets {
 		m.start(c)
 	}
@@ -198,8 +218,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	<-ctx.Done()
 	m.mu.Lock()
 	cancel()
-	m.runCtx = nil
+	loop := m.tcp
+	m.runCtx, m.tcp = nil, nil
 	m.mu.Unlock()
+	if loop != nil {
+		loop.close()
+	}
 	m.wg.Wait()
 	return nil
 }
@@ -209,6 +233,12 @@ func (m *Manager) start(c *checker) {
 	if c.probe == nil {
 		return
 	}
+	if m.tcp != nil && (c.t.Spec.Type == config.CheckTCP || c.t.Spec.Type == "") {
+		j, loop := m.newJob(c), m.tcp
+		c.cancel = func() { loop.remove(j) }
+		loop.add(j)
+		return
+	}
 	ctx, cancel := context.WithCancel(m.runCtx)
 	c.cancel = cancel
 	m.wg.Add(1)
@@ -216,6 +246,40 @@ func (m *Manager) start(c *checker) {
 		defer m.wg.Done()
 		m.loop(ctx, c)
 	}()
+}
+
+// newJob is c's check for the checkLoop: the same schedule, timeout and records as loop's.
+func (m *Manager) newJob(c *checker) *tcpJob {
+	spec := &c.t.Spec
+	interval, timeout, jitter := timing(spec)
+	observer := m.met.duration.WithLabelValues(spec.Type)
+	j := &tcpJob{
+		addr:          c.t.Address,
+		interval:      interval,
+		jitter:        jitter,
+		timeout:       timeout,
+		reasonTimeout: spec.Timeout.D(),
+		first:         m.firstDelay(interval),
+		report: func(res Result, start, end time.Time) {
+			observer.Observe(end.Sub(start).Seconds())
+			m.record(c, res, end)
+		},
+		late: m.met.late.Inc,
+	}
+	if spec.Source.IsValid() {
+		j.source = spec.Source.Addr
+	}
+	return j
+}
+
+// timing returns the interval, the timeout (at most the interval) and the jitter (0..1) of
+// spec's checks.
+func timing(spec *config.HealthCheck) (interval, timeout time.Duration, jitter float64) {
+	interval = spec.Interval.D()
+	if interval <= 0 {
+		interval = config.DefaultCheckInterval
+	}
+	return interval, min(spec.Timeout.D(), interval), min(max(spec.JitterOr(), 0), 1)
 }
 
 // jittered returns interval scaled by a random factor in [1-j/2, 1+j/2).
@@ -230,12 +294,7 @@ func jittered(interval time.Duration, j float64) time.Duration {
 // first interval, so that many targets started together spread their checks evenly.
 func (m *Manager) loop(ctx context.Context, c *checker) {
 	spec := &c.t.Spec
-	interval := spec.Interval.D()
-	if interval <= 0 {
-		interval = config.DefaultCheckInterval
-	}
-	timeout := min(spec.Timeout.D(), interval)
-	jitter := min(max(spec.JitterOr(), 0), 1)
+	interval, timeout, jitter := timing(spec)
 	observer := m.met.duration.WithLabelValues(spec.Type)
 
 	next := time.Now().Add(m.firstDelay(interval))
@@ -248,11 +307,9 @@ func (m *Manager) loop(ctx context.Context, c *checker) {
 		case <-timer.C:
 		}
 		start := time.Now()
-		if lag := start.Sub(next); lag > interval/2 {
+		var late bool
+		if next, late = startSlot(start, next, interval); late {
 			m.met.late.Inc()
-			if lag > interval {
-				next = start // skip the missed slots rather than catch up in a burst
-			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		res := c.probe(cctx, c.t)
@@ -274,6 +331,9 @@ func (m *Manager) record(c *checker, res Result, now time.Time) {
 	if c.stopped {
 		c.mu.Unlock()
 		return
+	}
+	if m.onResult != nil {
+		m.onResult(res)
 	}
 	st, flipped := Next(c.st, res.OK, c.t.Spec.Rise, c.t.Spec.Fall)
 	c.st = st

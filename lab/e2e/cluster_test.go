@@ -355,8 +355,10 @@ func TestClusterFailover(t *testing.T) {
 	}
 
 	// Graceful stop.
-	r := measure("SIGTERM", func(i int) { cl.d[i].Proc.Signal(syscall.SIGTERM) })
+	tStop, stopped := time.Now(), owner
+	r := measure("SIGTERM", func(i int) { tStop = time.Now(); cl.d[i].Proc.Signal(syscall.SIGTERM) })
 	results = append(results, r)
+	t.Logf("SIGTERM timeline (ms after the signal, from the daemons' and BIRD's logs):\n%s", cl.timeline(tStop, stopped, r.newOwner))
 	if _, err := cl.d[owner].Proc.Wait(15 * time.Second); err != nil && !strings.Contains(err.Error(), "exit status") {
 		cl.fatalf(t, "graceful stop: %v", err)
 	}
@@ -469,6 +471,48 @@ func (cl *clusterLab) bestSwitch(t0 time.Time, i int) time.Duration {
 		return at.Sub(t0).Round(time.Millisecond)
 	}
 	return -1
+}
+
+// timeline lists the log lines of a handover from director old to director nw after t0 with
+// their offsets: what the stopping director did, when the new owner heard and announced, when
+// the router switched.
+func (cl *clusterLab) timeline(t0 time.Time, old, nw int) string {
+	type ev struct {
+		at   time.Duration
+		what string
+	}
+	var evs []ev
+	pick := func(who, log string, keys ...string) {
+		for _, line := range strings.Split(log, "\n") {
+			line = strings.TrimSpace(line)
+			for _, k := range keys {
+				if !strings.Contains(line, k) {
+					continue
+				}
+				var at time.Time
+				var err error
+				if ts, ok := strings.CutPrefix(line, "time="); ok && len(ts) >= 24 {
+					at, err = time.Parse(time.RFC3339Nano, strings.Fields(ts)[0])
+				} else if len(line) >= 23 {
+					at, err = time.ParseInLocation("2006-01-02 15:04:05.000", line[:23], time.Local)
+				} else {
+					continue
+				}
+				if err == nil && !at.Before(t0.Truncate(time.Millisecond)) {
+					evs = append(evs, ev{at.Sub(t0).Round(time.Millisecond), who + ": " + k})
+				}
+			}
+		}
+	}
+	pick(fmt.Sprintf("d%d", old+1), cl.d[old].Log(), "stopping;", "bgp routes demoted", "left the cluster", "bgp route withdrawn")
+	pick(fmt.Sprintf("d%d", nw+1), cl.d[nw].Log(), "cluster member is leaving", "bgp route announced")
+	pick("router", cl.router.Log(), fmt.Sprintf("d%d.ipv4 > added [best] %s/32", nw+1, cl.vip))
+	slices.SortStableFunc(evs, func(a, b ev) int { return int(a.at - b.at) })
+	var b strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&b, "  %6dms  %s\n", e.at.Milliseconds(), e.what)
+	}
+	return b.String()
 }
 
 // settleAfterRestart bounds the wait for a restarted director to be an eligible member again.
