@@ -446,8 +446,8 @@ func TestClusterStandbyAnnounce(t *testing.T) {
 	nw, tRoute = cl.waitOwner(t, 15*time.Second, "the route at the remaining director", func(i int) bool { return i != owner })
 	time.Sleep(time.Second)
 	_, w = recovery(pr, t0, time.Now())
-	t.Logf("standby_announce, graceful stop of d%d: route at d%d after %v (%d failed)",
-		owner+1, nw+1, tRoute.Sub(t0).Round(time.Millisecond), w.Failed)
+	t.Logf("standby_announce, graceful stop of d%d: route at d%d after %v (%d failed); timeline:\n%s",
+		owner+1, nw+1, tRoute.Sub(t0).Round(time.Millisecond), w.Failed, cl.timeline(t0, owner, nw))
 	if w.Failed > maxInFlight {
 		cl.fatalf(t, "standby_announce, graceful stop: %d client requests failed, want at most %d", w.Failed, maxInFlight)
 	}
@@ -506,7 +506,8 @@ func (cl *clusterLab) timeline(t0 time.Time, old, nw int) string {
 	}
 	pick(fmt.Sprintf("d%d", old+1), cl.d[old].Log(), "stopping;", "bgp routes demoted", "left the cluster", "bgp route withdrawn")
 	pick(fmt.Sprintf("d%d", nw+1), cl.d[nw].Log(), "cluster member is leaving", "bgp route announced")
-	pick("router", cl.router.Log(), fmt.Sprintf("d%d.ipv4 > added [best] %s/32", nw+1, cl.vip))
+	pick("router", cl.router.Log(), fmt.Sprintf("d%d.ipv4 > added [best] %s/32", nw+1, cl.vip),
+		fmt.Sprintf("d%d.ipv4 > removed", old+1))
 	slices.SortStableFunc(evs, func(a, b ev) int { return int(a.at - b.at) })
 	var b strings.Builder
 	for _, e := range evs {
