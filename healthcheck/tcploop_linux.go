@@ -5,6 +5,7 @@ package healthcheck
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -42,6 +43,8 @@ type epollLoop struct {
 	free   []int32
 	gen    int32 // numbers the checks
 	events [256]unix.EpollEvent
+	file   *os.File        // owns epfd; registered with Go's poller
+	raw    syscall.RawConn // waits for epfd in Go's poller
 }
 
 type loopOp struct {
@@ -130,7 +133,23 @@ func newEpollLoop() (*epollLoop, error) {
 		unix.Close(epfd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	l := &epollLoop{epfd: epfd, evfd: evfd, done: make(chan struct{})}
+	// The loop waits for its epoll descriptor in Go's own poller (an epoll descriptor is
+	// readable while it has events) instead of blocking a thread in epoll_wait: a blocking
+	// system call makes the runtime hand the thread's P over and back at every wake-up, which
+	// costs more than the checks themselves under emulation.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(evfd)
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	file := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		unix.Close(evfd)
+		file.Close()
+		return nil, fmt.Errorf("epoll descriptor: %w", err)
+	}
+	l := &epollLoop{epfd: epfd, evfd: evfd, file: file, raw: raw, done: make(chan struct{})}
 	go l.run()
 	return l, nil
 }
@@ -181,7 +200,7 @@ func (l *epollLoop) run() {
 		// Every ready event is taken before any deadline is enforced: a check whose answer
 		// came in time is not timed out because the process was slow to look.
 		for {
-			n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
+			n, err := l.wait(timeout)
 			if err != nil {
 				n = 0
 				if err != unix.EINTR {
@@ -209,6 +228,33 @@ func (l *epollLoop) run() {
 		}
 		l.due(time.Now())
 	}
+}
+
+// wait collects ready events like epoll_wait(timeout ms; -1 = none) without blocking a thread:
+// the goroutine parks in Go's poller until epfd is readable or the deadline passes.
+func (l *epollLoop) wait(timeout int) (int, error) {
+	n, err := unix.EpollWait(l.epfd, l.events[:], 0)
+	if n > 0 || err != nil || timeout == 0 {
+		return n, err
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(time.Duration(timeout) * time.Millisecond)
+	}
+	if err := l.file.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	rerr := l.raw.Read(func(fd uintptr) bool {
+		n, err = unix.EpollWait(int(fd), l.events[:], 0)
+		return n > 0 || err != nil && err != unix.EINTR
+	})
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, err
 }
 
 // drain applies the inbox; it returns true when the loop is to stop.
@@ -328,7 +374,7 @@ func (l *epollLoop) shutdown() {
 	}
 	l.jobs, l.slots, l.free = nil, nil, nil
 	unix.Close(l.evfd)
-	unix.Close(l.epfd)
+	l.file.Close() // closes epfd
 }
 
 // wakeQuantum rounds up the loop's sleeps: a check starts (or times out) up to this much after
