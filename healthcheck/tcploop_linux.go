@@ -59,8 +59,10 @@ const wakeSlot = -1
 type loopState struct {
 	owner  *epollLoop // set by loopSet.add
 	inLoop bool
-	sa     unix.Sockaddr // addr
-	src    unix.Sockaddr // source with port 0; nil: none
+	sa     unix.Sockaddr   // addr
+	raw    *rawAddr        // addr in the kernel's layout, for rawConnect
+	ev     unix.EpollEvent // the epoll registration of the check in flight (in the heap: see rawEpollAdd)
+	src    unix.Sockaddr   // source with port 0; nil: none
 	family int
 	bad    *Result   // set when addr or source cannot be used: every check reports it
 	next   time.Time // when the current (or coming) check is due
@@ -309,6 +311,7 @@ func (j *tcpJob) prepare() error {
 	if addr.Is4() {
 		j.family = unix.AF_INET
 		j.sa = &unix.SockaddrInet4{Port: int(j.addr.Port()), Addr: addr.As4()}
+		j.raw = newRawAddr(addr.As16(), true, j.addr.Port(), 0)
 	} else {
 		zone, err := zoneIndex(addr.Zone())
 		if err != nil {
@@ -316,6 +319,7 @@ func (j *tcpJob) prepare() error {
 		}
 		j.family = unix.AF_INET6
 		j.sa = &unix.SockaddrInet6{Port: int(j.addr.Port()), Addr: addr.As16(), ZoneId: zone}
+		j.raw = newRawAddr(addr.As16(), false, j.addr.Port(), zone)
 	}
 	if !j.source.IsValid() {
 		return nil
@@ -355,7 +359,7 @@ func (l *epollLoop) drop(j *tcpJob) {
 		return
 	}
 	if j.fd >= 0 {
-		unix.Close(j.fd)
+		rawClose(j.fd)
 		j.fd = -1
 	}
 	heap.Remove(&l.jobs, j.idx)
@@ -367,7 +371,7 @@ func (l *epollLoop) drop(j *tcpJob) {
 func (l *epollLoop) shutdown() {
 	for _, j := range l.jobs {
 		if j.fd >= 0 {
-			unix.Close(j.fd)
+			rawClose(j.fd)
 			j.fd = -1
 		}
 		j.inLoop = false
@@ -394,7 +398,7 @@ func (l *epollLoop) due(now time.Time) {
 			return
 		}
 		if j.fd >= 0 {
-			unix.Close(j.fd)
+			rawClose(j.fd)
 			j.fd = -1
 			l.finish(j, fail(KindTimeout, "timeout after %s", j.reasonTimeout), now)
 			continue
@@ -415,7 +419,7 @@ func (l *epollLoop) start(j *tcpJob) {
 		l.finish(j, *j.bad, now)
 		return
 	}
-	fd, err := unix.Socket(j.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := rawSocket(j.family)
 	if err != nil {
 		l.finish(j, sysResult("socket", err, j.reasonTimeout), now)
 		return
@@ -423,27 +427,27 @@ func (l *epollLoop) start(j *tcpJob) {
 	// Whenever it is closed, established or not, the socket sends a reset (or nothing): no FIN
 	// exchange and no TIME_WAIT socket left behind, even when a check is removed or times out
 	// just as its connection is established.
-	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	_ = rawLinger0(fd)
 	if j.src != nil {
 		// Let connect pick the port with the whole 4-tuple in view, so that many checks from
 		// one source address do not exhaust its ports (Linux 4.2+; harmless where unknown).
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 		if err := unix.Bind(fd, j.src); err != nil {
-			unix.Close(fd)
+			rawClose(fd)
 			l.finish(j, fail(KindOther, "bind to source %s: %v", j.source, err), now)
 			return
 		}
 	}
-	switch err := unix.Connect(fd, j.sa); err {
+	switch err := rawConnect(fd, j.raw); err {
 	case nil: // established at once
-		unix.Close(fd)
+		rawClose(fd)
 		l.finish(j, ok("tcp connect ok"), now)
 	case unix.EINPROGRESS, unix.EINTR:
 		l.gen++
 		j.gen = l.gen
-		ev := unix.EpollEvent{Events: unix.EPOLLOUT, Fd: j.slot, Pad: j.gen}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			unix.Close(fd)
+		j.ev = unix.EpollEvent{Events: unix.EPOLLOUT, Fd: j.slot, Pad: j.gen}
+		if err := rawEpollAdd(l.epfd, fd, &j.ev); err != nil {
+			rawClose(fd)
 			l.finish(j, sysResult("epoll_ctl", err, j.reasonTimeout), now)
 			return
 		}
@@ -451,7 +455,7 @@ func (l *epollLoop) start(j *tcpJob) {
 		j.wake = mono(now) + int64(j.timeout)
 		heap.Fix(&l.jobs, j.idx)
 	default:
-		unix.Close(fd)
+		rawClose(fd)
 		l.finish(j, sysResult("connect", err, j.reasonTimeout), now)
 	}
 }
@@ -478,7 +482,7 @@ func (l *epollLoop) complete(ev *unix.EpollEvent, now time.Time) {
 			res = fail(KindReset, "connection reset")
 		}
 	}
-	unix.Close(fd)
+	rawClose(fd)
 	l.finish(j, res, now)
 }
 
