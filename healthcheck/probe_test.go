@@ -57,12 +57,14 @@ func TestProbeTCP(t *testing.T) {
 	checkResult(t, ProbeTCP(ctx, target(acceptCloser(t), s)), true, KindOK, "tcp connect ok")
 }
 
-func TestProbeTCPSource(t *testing.T) {
+// sourceListener listens on 127.0.0.1 and reports the source address of its first connection.
+func sourceListener(t *testing.T) (net.Listener, <-chan string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	from := make(chan string, 1)
 	go func() {
 		c, err := l.Accept()
@@ -71,6 +73,11 @@ func TestProbeTCPSource(t *testing.T) {
 			c.Close()
 		}
 	}()
+	return l, from
+}
+
+func TestProbeTCPSource(t *testing.T) {
+	l, from := sourceListener(t)
 	s := spec("tcp")
 	s.Source = config.Addr{Addr: addrOf(t, l.Addr()).Addr().Next()} // 127.0.0.2
 	checkResult(t, probe(t, target(addrOf(t, l.Addr()), s)), true, KindOK, "tcp connect ok")

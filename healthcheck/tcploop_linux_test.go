@@ -132,19 +132,7 @@ func TestTCPLoopResults(t *testing.T) {
 }
 
 func TestTCPLoopSource(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	from := make(chan string, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			from <- c.RemoteAddr().(*net.TCPAddr).IP.String()
-			c.Close()
-		}
-	}()
+	l, from := sourceListener(t)
 	j := &tcpJob{addr: addrOf(t, l.Addr()), source: netip.MustParseAddr("127.0.0.2"), interval: time.Minute, timeout: 5 * time.Second}
 	checkResult(t, firstResult(t, j), true, KindOK, "tcp connect ok")
 	if got := <-from; got != "127.0.0.2" {

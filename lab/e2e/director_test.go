@@ -96,6 +96,32 @@ func (dl *directorLab) wantSpread(t *testing.T, n int, want map[string]int) {
 }
 
 // waitIPVS waits until the director namespace's IPVS table satisfies cond.
+// waitHolder waits until one real server of the web service shows an active connection in
+// streak reads of the kernel table in a row (pause before each) and returns its address: the
+// one holding a test's long-lived connection.
+func (dl *directorLab) waitHolder(t *testing.T, timeout time.Duration, streak int, pause time.Duration) string {
+	t.Helper()
+	var holder string
+	seen := map[string]int{}
+	dl.waitIPVS(t, timeout, "the long-lived connection to show as active", func(svcs []IPVSService) bool {
+		time.Sleep(pause)
+		if s := findSvc(svcs, dl.vipPort()); s != nil {
+			for _, d := range s.Dests {
+				if d.ActiveConn > 0 {
+					seen[d.Addr]++
+				} else {
+					seen[d.Addr] = 0
+				}
+				if seen[d.Addr] >= streak {
+					holder = d.Addr
+				}
+			}
+		}
+		return holder != ""
+	})
+	return holder
+}
+
 func (dl *directorLab) waitIPVS(t *testing.T, timeout time.Duration, what string, cond func([]IPVSService) bool) []IPVSService {
 	t.Helper()
 	var last []IPVSService
@@ -202,24 +228,7 @@ func TestDirectorEditsUnderLoad(t *testing.T) {
 	// A long-lived connection: find which real server holds it (active in 5 samples in a row:
 	// the background client's short requests come and go).
 	hold := dl.client.Start("labnode", "client", "--url", dl.url("/hold"), "--timeout", "120s")
-	var holder string
-	streak := map[string]int{}
-	dl.waitIPVS(t, 15*time.Second, "the long-lived connection to show as active", func(svcs []IPVSService) bool {
-		time.Sleep(150 * time.Millisecond)
-		if s := findSvc(svcs, dl.vipPort()); s != nil {
-			for _, d := range s.Dests {
-				if d.ActiveConn > 0 {
-					streak[d.Addr]++
-				} else {
-					streak[d.Addr] = 0
-				}
-				if streak[d.Addr] >= 5 {
-					holder = d.Addr
-				}
-			}
-		}
-		return holder != ""
-	})
+	holder := dl.waitHolder(t, 15*time.Second, 5, 150*time.Millisecond)
 	keep := map[int]int{}
 	for i := range dl.rs {
 		if dl.rsAddrPort(i) != holder {

@@ -333,23 +333,7 @@ func TestKubernetesLoadBalancer(t *testing.T) {
 
 	// 6. Delete the Service while a connection lasts: weight 0, then gone with its VIP.
 	hold := dl.client.Start("labnode", "client", "--url", dl.url("/hold"), "--timeout", "120s")
-	var holder string
-	streak := map[string]int{}
-	dl.waitIPVS(t, 30*time.Second, "the long-lived connection to show as active", func(svcs []IPVSService) bool {
-		if s := findSvc(svcs, dl.vipPort()); s != nil {
-			for _, d := range s.Dests {
-				if d.ActiveConn > 0 {
-					streak[d.Addr]++
-				} else {
-					streak[d.Addr] = 0
-				}
-				if streak[d.Addr] >= 3 {
-					holder = d.Addr
-				}
-			}
-		}
-		return holder != ""
-	})
+	holder := dl.waitHolder(t, 30*time.Second, 3, 0)
 	t0 = time.Now()
 	if err := kl.kc.CoreV1().Services(kubeNS).Delete(ctx, kubeSvc, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
