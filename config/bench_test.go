@@ -38,7 +38,7 @@ func BenchmarkParse(b *testing.B) {
 			b.ReportAllocs()
 			c0 := cpuTime()
 			for i := 0; i < b.N; i++ {
-				itemCache.set(nil) // a cold start: nothing parsed before
+				itemCache.set(nil, "") // a cold start: nothing parsed before
 				cfg, err := Parse("bench.yaml", data)
 				if err != nil || len(cfg.Services) != n {
 					b.Fatal(err)

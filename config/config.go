@@ -233,8 +233,19 @@ func (s *Service) setDefaults() {
 	if s.Failover == "" {
 		s.Failover = DefaultFailover
 	}
+	// The real servers without a weight share one default (a loaded Config is read-only): one
+	// allocation per service instead of one per real server.
+	var w *int
 	for i := range s.RealServers {
-		s.RealServers[i].setDefaults(s.Port)
+		r := &s.RealServers[i]
+		if r.Weight == nil {
+			if w == nil {
+				w = new(int)
+				*w = DefaultWeight
+			}
+			r.Weight = w
+		}
+		r.setDefaults(s.Port)
 	}
 	if s.SorryServer != nil {
 		s.SorryServer.setDefaults(s.Port)
@@ -298,11 +309,17 @@ func (c *Config) validate(v *validator) {
 	}
 
 	names := make(map[string]int, len(c.Services))
-	keys := make(map[string]int, len(c.Services))
+	type svcKey struct {
+		proto string
+		ap    netip.AddrPort
+	}
+	keys := make(map[svcKey]int, len(c.Services))
 	for i := range c.Services {
 		s := &c.Services[i]
 		p := "services[" + strconv.Itoa(i) + "]"
-		s.validate(v, p, d.ExcludeCIDRs)
+		if i >= len(v.known) || !v.known[i] {
+			s.validate(v, p, d.ExcludeCIDRs)
+		}
 		if s.Name != "" {
 			if j, dup := names[s.Name]; dup {
 				v.errorf(p+".name", "duplicate service name %q (also services[%d])", s.Name, j)
@@ -311,8 +328,8 @@ func (c *Config) validate(v *validator) {
 			}
 		}
 		if s.VIP.IsValid() {
-			if key := s.Key(); keys[key] > 0 {
-				v.errorf(p, "duplicate virtual service %s (also services[%d])", key, keys[key]-1)
+			if key := (svcKey{strings.ToLower(s.Protocol), netip.AddrPortFrom(s.VIP.Addr, s.Port)}); keys[key] > 0 {
+				v.errorf(p, "duplicate virtual service %s (also services[%d])", s.Key(), keys[key]-1)
 			} else {
 				keys[key] = i + 1 // 0: not seen
 			}
@@ -373,18 +390,16 @@ func (s *Service) validate(v *validator, p string, exclude []Prefix) {
 			v.errorf(p+".persistence_netmask", "must be a prefix length 1-%d, got %d", max, *s.PersistenceNetmask)
 		}
 	}
-	seen := make(map[netip.AddrPort]int, len(s.RealServers))
+	// Paths are built only for a real server with a problem: at 10,000 services, building one
+	// per real server was a third of a config load's validation.
+	rsPath := func(i int) string { return p + ".real_servers[" + strconv.Itoa(i) + "]" }
 	for i := range s.RealServers {
-		rp := p + ".real_servers[" + strconv.Itoa(i) + "]"
 		r := &s.RealServers[i]
-		r.validate(v, rp, s.VIP.Addr)
-		ap := netip.AddrPortFrom(r.Address.Addr, r.Port)
-		if j, dup := seen[ap]; dup {
-			v.errorf(rp, "duplicate real server %s (also real_servers[%d])", ap, j)
-		} else {
-			seen[ap] = i
+		if !r.plainValid(s.VIP.Addr) {
+			r.validate(v, rsPath(i), s.VIP.Addr)
 		}
 	}
+	s.checkDuplicateRealServers(v, rsPath)
 	if s.SorryServer != nil {
 		s.SorryServer.validate(v, p+".sorry_server", s.VIP.Addr)
 	}
@@ -410,6 +425,59 @@ func (c *Config) validateCrossSections(v *validator) {
 			v.errorf(fmt.Sprintf("services[%d].bgp", i), "route attributes need the top-level bgp section")
 		}
 	}
+}
+
+// smallDupScan is the most real servers checked for duplicates pair by pair (cheaper than a map).
+const smallDupScan = 32
+
+// checkDuplicateRealServers reports every real server (address and port) listed twice.
+func (s *Service) checkDuplicateRealServers(v *validator, rsPath func(int) string) {
+	rss := s.RealServers
+	apOf := func(i int) netip.AddrPort { return netip.AddrPortFrom(rss[i].Address.Addr, rss[i].Port) }
+	if len(rss) <= smallDupScan {
+		for i := 1; i < len(rss); i++ {
+			ap := apOf(i)
+			for j := 0; j < i; j++ {
+				if apOf(j) == ap {
+					v.errorf(rsPath(i), "duplicate real server %s (also real_servers[%d])", ap, firstIndex(rss, ap))
+					break
+				}
+			}
+		}
+		return
+	}
+	seen := make(map[netip.AddrPort]int, len(rss))
+	for i := range rss {
+		ap := apOf(i)
+		if j, dup := seen[ap]; dup {
+			v.errorf(rsPath(i), "duplicate real server %s (also real_servers[%d])", ap, j)
+		} else {
+			seen[ap] = i
+		}
+	}
+}
+
+// firstIndex returns the index of the first real server at ap.
+func firstIndex(rss []RealServer, ap netip.AddrPort) int {
+	for i := range rss {
+		if netip.AddrPortFrom(rss[i].Address.Addr, rss[i].Port) == ap {
+			return i
+		}
+	}
+	return -1
+}
+
+// plainValid tells, without building any error path, that validate would find nothing wrong
+// with a real server that has no health check of its own (the common case).
+func (r *RealServer) plainValid(vip netip.Addr) bool {
+	if r.HealthCheck != nil || !r.Address.IsValid() || r.Address.IsUnspecified() || r.Address.IsMulticast() {
+		return false
+	}
+	if vip.IsValid() && r.Address.Is4() != vip.Is4() {
+		return false
+	}
+	w := r.WeightOr()
+	return w >= 0 && w <= 65535
 }
 
 func (r *RealServer) validate(v *validator, p string, vip netip.Addr) {

@@ -52,6 +52,10 @@ type validator struct {
 	lines map[string]int   // field path -> line
 	paths map[int][]string // line -> field paths that start on it
 	errs  Errors
+	// known marks the services (by index) that passed this validation unchanged in the last
+	// parse with the same exclude_cidrs (see parseSplit): only the checks across services run
+	// for them.
+	known []bool
 }
 
 func newValidator(file string) *validator {

@@ -167,7 +167,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	if cfg.Services != nil {
 		return nil, false
 	}
-	prev := itemCache.get()
+	prev, prevExcl := itemCache.get()
 	next := make(map[itemHash]*Service, len(items))
 	services := make([]Service, len(items))
 	reused := make([]bool, len(items))
@@ -178,7 +178,6 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		hashes[i] = h
 		if s := prev[h]; s != nil {
 			services[i], reused[i] = *s, true
-			next[h] = s
 			continue
 		}
 		missing = append(missing, i)
@@ -218,16 +217,29 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		}
 	}
 	v := newValidator(name)
+	excl := excludeKey(cfg.Director.ExcludeCIDRs)
+	if prevExcl == excl {
+		v.known = reused // a service's own checks depend on nothing else than exclude_cidrs
+	}
 	cfg.validate(v)
 	if len(v.errs) > 0 {
 		return nil, false
 	}
-	for _, i := range missing {
-		s := cfg.Services[i]
-		next[hashes[i]] = &s
+	for i := range cfg.Services {
+		next[hashes[i]] = &cfg.Services[i] // into this Config: the earlier one is left to the GC
 	}
-	itemCache.set(next)
+	itemCache.set(next, excl)
 	return cfg, true
+}
+
+// excludeKey identifies a list of exclude_cidrs.
+func excludeKey(ps []Prefix) string {
+	var b []byte
+	for _, p := range ps {
+		b = p.AppendTo(b)
+		b = append(b, ' ')
+	}
+	return string(b)
 }
 
 // decodeStrict decodes one document into out, refusing unknown fields.
@@ -269,18 +281,20 @@ var itemCache serviceCache
 type serviceCache struct {
 	mu    sync.Mutex
 	items map[itemHash]*Service
+	// exclude is the exclude_cidrs (excludeKey) the items were validated with.
+	exclude string
 }
 
-func (c *serviceCache) get() map[itemHash]*Service {
+func (c *serviceCache) get() (map[itemHash]*Service, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.items // never modified once set
+	return c.items, c.exclude // never modified once set
 }
 
-func (c *serviceCache) set(m map[itemHash]*Service) {
+func (c *serviceCache) set(m map[itemHash]*Service, exclude string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.items = m
+	c.items, c.exclude = m, exclude
 }
 
 var itemSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}

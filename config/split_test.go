@@ -43,7 +43,7 @@ api: {socket: /run/x.sock}
 	}
 	for name, text := range files {
 		t.Run(name, func(t *testing.T) {
-			itemCache.set(nil)
+			itemCache.set(nil, "")
 			want, err := parseWhole("f.yaml", []byte(text))
 			if err != nil {
 				t.Fatal(err)
@@ -76,7 +76,7 @@ func TestParseSplitFallsBack(t *testing.T) {
 		"no services key":      "director: {interface: lvs0}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			itemCache.set(nil)
+			itemCache.set(nil, "")
 			if _, ok := parseSplit("f.yaml", []byte(text)); ok && name != "no services key" {
 				if name == "alias across items" {
 					t.Fatal("items with anchors or aliases were decoded piecewise")
@@ -93,7 +93,7 @@ func TestParseSplitFallsBack(t *testing.T) {
 
 // A file with an error falls back to the whole decoding, which reports it with its line.
 func TestParseSplitErrorsAsBefore(t *testing.T) {
-	itemCache.set(nil)
+	itemCache.set(nil, "")
 	text := strings.Replace(string(benchYAML(20)), "{name: s7, vip: 10.200.0.1, port: 8007,", "{name: s7, vip: 10.200.0.1, port: 8007, sheduler: rr,", 1)
 	_, err := Parse("f.yaml", []byte(text))
 	if err == nil || !strings.Contains(err.Error(), `f.yaml:14: services[7].sheduler: unknown field "sheduler"`) {
@@ -108,7 +108,7 @@ func TestParseSplitErrorsAsBefore(t *testing.T) {
 
 // A reload decodes only the items that changed; the others are the earlier parse's.
 func TestParseReusesUnchangedItems(t *testing.T) {
-	itemCache.set(nil)
+	itemCache.set(nil, "")
 	data := benchYAML(100)
 	first, err := Parse("f.yaml", data)
 	if err != nil {
@@ -128,5 +128,30 @@ func TestParseReusesUnchangedItems(t *testing.T) {
 	}
 	if &second.Services[1].RealServers[0] != &first.Services[1].RealServers[0] {
 		t.Error("an unchanged item was decoded again")
+	}
+}
+
+// A reused item skips its own checks only while exclude_cidrs is what it was checked with: a
+// reload that excludes a reused service's VIP is refused like a fresh parse.
+func TestParseReusedItemsRecheckedOnNewExclude(t *testing.T) {
+	itemCache.set(nil, "")
+	data := benchYAML(20)
+	if _, err := Parse("f.yaml", data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("f.yaml", data); err != nil {
+		t.Fatalf("the same file again: %v", err)
+	}
+	excluded := strings.Replace(string(data), "director:\n", "director:\n  exclude_cidrs: [10.200.0.2/32]\n", 1)
+	if excluded == string(data) {
+		t.Fatal("the test file has no director section")
+	}
+	_, err := Parse("f.yaml", []byte(excluded))
+	if err == nil || !strings.Contains(err.Error(), "services[10].vip: 10.200.0.2 is inside exclude_cidrs 10.200.0.2/32") {
+		t.Errorf("got %v", err)
+	}
+	fresh, _ := parseWhole("f.yaml", []byte(excluded))
+	if fresh != nil {
+		t.Error("the whole decoding accepts the excluded VIP")
 	}
 }

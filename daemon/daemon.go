@@ -135,12 +135,13 @@ func (d *Daemon) SetHealth(h Health) {
 func (d *Daemon) servingNow(services []config.Service) func(service string, rs netip.AddrPort) bool {
 	var once sync.Once
 	var serving map[director.ServiceKey]map[netip.AddrPort]bool
-	keyOf := map[string]director.ServiceKey{}
-	for i := range services {
-		keyOf[services[i].Name] = director.ServiceKeyOf(&services[i])
-	}
+	var keyOf map[string]director.ServiceKey
 	return func(service string, rs netip.AddrPort) bool {
 		once.Do(func() {
+			keyOf = make(map[string]director.ServiceKey, len(services))
+			for i := range services {
+				keyOf[services[i].Name] = director.ServiceKeyOf(&services[i])
+			}
 			observed, _, err := d.rec.Observe()
 			if err != nil {
 				d.log.Warn("cannot read the kernel to adopt real servers", "err", err)

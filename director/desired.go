@@ -33,9 +33,18 @@ type ServiceHealth struct {
 func Desired(services []config.Service, health HealthFunc, drained DrainedFunc) ([]VirtualService, []ServiceHealth) {
 	out := make([]VirtualService, 0, len(services))
 	hs := make([]ServiceHealth, 0, len(services))
+	// All services' real servers share one array (one allocation instead of one per service;
+	// each service's part has room for its sorry server and no more).
+	n := 0
+	for i := range services {
+		n += len(services[i].RealServers) + 1
+	}
+	dests := make([]Dest, n)
 	for i := range services {
 		s := &services[i]
-		vs, h := desiredService(s, health, drained)
+		c := len(s.RealServers) + 1
+		vs, h := desiredService(s, health, drained, dests[:0:c])
+		dests = dests[c:]
 		out = append(out, vs)
 		hs = append(hs, h)
 	}
@@ -49,7 +58,9 @@ func ServiceKeyOf(s *config.Service) ServiceKey {
 	return ServiceKey{Protocol: p, Addr: s.VIP.Addr, Port: s.Port}
 }
 
-func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc) (VirtualService, ServiceHealth) {
+// desiredService builds one service; its real servers go to buf (appended to, so with room
+// for len(s.RealServers)+1 there is no allocation).
+func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc, buf []Dest) (VirtualService, ServiceHealth) {
 	vs := VirtualService{Key: ServiceKeyOf(s), Scheduler: s.Scheduler, FullNAT: s.FullNAT}
 	if s.VIP.Is4() {
 		vs.Netmask = 0xffffffff
@@ -71,7 +82,7 @@ func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc) (
 	checked := func(rs *config.RealServer) bool { return s.HealthCheck != nil || rs.HealthCheck != nil }
 	h := ServiceHealth{Name: s.Name, Key: vs.Key, Quorum: max(s.Quorum, 1)}
 	h.Total = len(s.RealServers)
-	vs.Dests = make([]Dest, 0, len(s.RealServers)+1) // + a sorry server
+	vs.Dests = buf
 	for i := range s.RealServers {
 		rs := &s.RealServers[i]
 		ap := netip.AddrPortFrom(rs.Address.Addr, rs.Port)
