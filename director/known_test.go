@@ -250,3 +250,23 @@ func TestColdPlanLayout(t *testing.T) {
 		t.Error("ops not in the order of their kinds")
 	}
 }
+
+// A cold start records its real servers in slices of their exact size (reserve), and a later
+// addition to an existing service still lands in what the reconciler knows.
+func TestKnownTableReservesRoom(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	desired := bigDesired(50, 10)
+	mustSync(t, r, desired)
+	assertKnownIsKernel(t, r, k)
+	for _, s := range r.known.list {
+		if len(s.Dests) != 10 || cap(s.Dests) != 10 {
+			t.Fatalf("%s: %d real servers in a slice of %d, want 10 in 10", s.Key, len(s.Dests), cap(s.Dests))
+		}
+	}
+	if r.known.room != nil || r.known.grown != nil {
+		t.Errorf("left after the sync: room %v grown %v", r.known.room, r.known.grown)
+	}
+	changed := withDest(withDest(desired, 7, rs("10.99.0.1:8080", 1)), 7, rs("10.99.0.2:8080", 1))
+	mustSyncChanged(t, r, changed)
+	assertKnownIsKernel(t, r, k)
+}

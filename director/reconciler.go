@@ -266,6 +266,9 @@ func (r *Reconciler) sync(desired []VirtualService, full bool) (Plan, error) {
 	var counts [OpDelVIP + 1]int
 	verbose := len(p.Ops) <= maxLoggedOps
 	results := r.applyAll(p.Ops)
+	if r.known != nil {
+		r.known.reserve(p.Ops, results)
+	}
 	for i, op := range p.Ops {
 		if err := results[i]; err != nil {
 			r.known = nil // the kernel's state is uncertain: read it whole next time
@@ -463,11 +466,36 @@ type knownTable struct {
 	idx  map[ServiceKey]int
 	// grown are the services whose real servers were appended to since the last trim.
 	grown map[int]bool
+	// room is how many real servers reserve expects each service still to be added to get.
+	room map[ServiceKey]int
+}
+
+// reserve makes room at once for the real servers the successful operations of a plan add, so
+// that a cold start's 100,000 additions neither grow each service's slice step by step nor
+// copy them again in trim.
+func (t *knownTable) reserve(ops []Op, results []error) {
+	var adds map[ServiceKey]int
+	for i := range ops {
+		if ops[i].Kind == OpAddDest && results[i] == nil {
+			if adds == nil {
+				adds = map[ServiceKey]int{}
+			}
+			adds[ops[i].Service.Key]++
+		}
+	}
+	for k, n := range adds {
+		if i, ok := t.idx[k]; ok {
+			t.list[i].Dests = slices.Grow(t.list[i].Dests, n)
+			delete(adds, k)
+		}
+	}
+	t.room = adds
 }
 
 // trim gives the services that gained real servers slices of their exact size (append leaves
 // up to half of a slice unused, megabytes after a cold start).
 func (t *knownTable) trim() {
+	t.room = nil
 	for i := range t.grown {
 		if i < len(t.list) {
 			t.list[i].Dests = slices.Clone(t.list[i].Dests)
@@ -516,6 +544,10 @@ func (t *knownTable) apply(op *Op) {
 	case OpAddService:
 		vs := op.Service
 		vs.Dests, vs.FullNAT, vs.Stats = nil, false, Stats{}
+		if n := t.room[k]; n > 0 {
+			vs.Dests = make([]Dest, 0, n)
+			delete(t.room, k)
+		}
 		t.set(k, vs, true)
 	case OpUpdateService:
 		if ok {
@@ -527,11 +559,13 @@ func (t *knownTable) apply(op *Op) {
 	case OpAddDest:
 		if ok {
 			s := &t.list[i]
-			s.Dests = append(s.Dests, Dest{Addr: op.Dest.Addr, Weight: op.Dest.Weight, Fwd: op.Dest.Fwd & FwdMask})
-			if t.grown == nil {
-				t.grown = map[int]bool{}
+			if len(s.Dests) == cap(s.Dests) { // append reallocates, leaving room unused
+				if t.grown == nil {
+					t.grown = map[int]bool{}
+				}
+				t.grown[i] = true
 			}
-			t.grown[i] = true
+			s.Dests = append(s.Dests, Dest{Addr: op.Dest.Addr, Weight: op.Dest.Weight, Fwd: op.Dest.Fwd & FwdMask})
 		}
 	case OpUpdateDest:
 		if ok {
