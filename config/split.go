@@ -183,11 +183,17 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		missing = append(missing, i)
 	}
 	var buf []byte
+	cut := make([][]RealServer, splitBatch) // real servers read by cutRealServers
 	for k := 0; k < len(missing); k += splitBatch {
 		batch := missing[k:min(k+splitBatch, len(missing))]
 		buf = buf[:0]
-		for _, i := range batch {
-			buf = append(buf, items[i]...)
+		for j, i := range batch {
+			it := items[i]
+			cut[j] = nil
+			if rest, rss, ok := cutRealServers(it); ok {
+				it, cut[j] = rest, rss
+			}
+			buf = append(buf, it...)
 			if buf[len(buf)-1] != '\n' {
 				buf = append(buf, '\n')
 			}
@@ -201,6 +207,9 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		}
 		for j, i := range batch {
 			services[i] = part[j]
+			if cut[j] != nil {
+				services[i].RealServers = cut[j]
+			}
 		}
 	}
 	if len(services) > 0 {

@@ -1,0 +1,196 @@
+package config
+
+import (
+	"bytes"
+	"net/netip"
+)
+
+// At 10,000 services of 10 real servers, yaml.v3 spends most of a config load (and allocates
+// about 170 MB) on the real servers' scalars: a node, a tag and a value string for each of
+// 200,000 keys and 200,000 values. Generated files write a service's real servers as one flow
+// sequence on one line, in a form simple enough to read directly:
+//
+//	real_servers: [{address: 10.0.0.1, port: 8080}, {address: 10.0.0.2, port: 8080, weight: 2}]
+//
+// cutRealServers reads exactly that form and nothing else: IPv4 addresses, decimal ports and
+// weights without signs or leading zeros, keys address, port and weight at most once each, one
+// space after each colon and comma. The item is then decoded by yaml.v3 with "[]" in place of
+// the sequence, and the real servers put back. Anything else (quotes, comments, tags, IPv6,
+// health checks of real servers, other spellings, several lines) leaves the item to yaml.v3 as
+// it is, and so does an error: the result is always what yaml.v3 gives for the whole item
+// (TestParseSplitEqualsWhole, FuzzSplitEqualsWhole).
+
+var rsKey = []byte("real_servers:")
+
+// cutRealServers returns item with its real-server flow sequence replaced by "[]", and the
+// real servers it held; ok is false when the item is not in the simple form.
+func cutRealServers(item []byte) (rest []byte, rss []RealServer, ok bool) {
+	at := bytes.Index(item, rsKey)
+	if at <= 0 || bytes.LastIndex(item, rsKey) != at || bytes.ContainsAny(item, "\"'#!&*|>%@`\t") {
+		return nil, nil, false
+	}
+	switch item[at-1] {
+	case ' ', '{', ',':
+	default:
+		return nil, nil, false
+	}
+	open := at + len(rsKey)
+	for open < len(item) && item[open] == ' ' {
+		open++
+	}
+	if open == at+len(rsKey) || open >= len(item) || item[open] != '[' {
+		return nil, nil, false
+	}
+	end := bytes.IndexByte(item[open:], ']')
+	if end < 0 {
+		return nil, nil, false
+	}
+	end += open
+	list := item[open+1 : end]
+	if bytes.IndexByte(list, '\n') >= 0 || bytes.IndexByte(list, '[') >= 0 {
+		return nil, nil, false
+	}
+	n := bytes.Count(list, []byte("{"))
+	if n == 0 {
+		return nil, nil, false
+	}
+	rss = make([]RealServer, 0, n)
+	var weights []int
+	p := rsParser{b: list}
+	for {
+		rs, w, ok := p.realServer()
+		if !ok {
+			return nil, nil, false
+		}
+		if w >= 0 {
+			if weights == nil {
+				weights = make([]int, 0, n)
+			}
+			weights = append(weights, w)
+			rs.Weight = &weights[len(weights)-1]
+		}
+		rss = append(rss, rs)
+		if p.i == len(p.b) {
+			break
+		}
+		if !p.lit(", ") {
+			return nil, nil, false
+		}
+	}
+	rest = make([]byte, 0, len(item)-len(list))
+	rest = append(rest, item[:open]...)
+	rest = append(rest, "[]"...)
+	rest = append(rest, item[end+1:]...)
+	return rest, rss, true
+}
+
+type rsParser struct {
+	b []byte
+	i int
+}
+
+func (p *rsParser) lit(s string) bool {
+	if len(p.b)-p.i < len(s) || string(p.b[p.i:p.i+len(s)]) != s {
+		return false
+	}
+	p.i += len(s)
+	return true
+}
+
+// token returns the run of bytes up to the next ',' or '}' (or the end).
+func (p *rsParser) token() []byte {
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] != ',' && p.b[p.i] != '}' {
+		p.i++
+	}
+	return p.b[start:p.i]
+}
+
+// realServer reads one {address: A, port: P, weight: W} (port and weight optional, any order);
+// w is -1 without a weight.
+func (p *rsParser) realServer() (rs RealServer, w int, ok bool) {
+	w = -1
+	if !p.lit("{") {
+		return rs, w, false
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		if !first && !p.lit(", ") {
+			return rs, w, false
+		}
+		var key int
+		switch {
+		case p.lit("address: "):
+			key = 0
+		case p.lit("port: "):
+			key = 1
+		case p.lit("weight: "):
+			key = 2
+		default:
+			return rs, w, false
+		}
+		if seen[key] {
+			return rs, w, false
+		}
+		seen[key] = true
+		tok := p.token()
+		switch key {
+		case 0:
+			a, ok := ipv4Token(tok)
+			if !ok {
+				return rs, w, false
+			}
+			rs.Address = Addr{a}
+		case 1:
+			v, ok := decimal(tok, 65535)
+			if !ok {
+				return rs, w, false
+			}
+			rs.Port = uint16(v)
+		case 2:
+			v, ok := decimal(tok, 1<<30)
+			if !ok {
+				return rs, w, false
+			}
+			w = v
+		}
+		if p.lit("}") {
+			return rs, w, seen[0]
+		}
+	}
+}
+
+// ipv4Token parses a dotted IPv4 address made only of digits and dots.
+func ipv4Token(tok []byte) (netip.Addr, bool) {
+	if len(tok) < 7 || len(tok) > 15 {
+		return netip.Addr{}, false
+	}
+	for _, c := range tok {
+		if c != '.' && (c < '0' || c > '9') {
+			return netip.Addr{}, false
+		}
+	}
+	a, err := netip.ParseAddr(string(tok))
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// decimal parses digits without a sign or leading zeros ("0" itself is fine), at most max.
+func decimal(tok []byte, max int) (int, bool) {
+	if len(tok) == 0 || len(tok) > 10 || len(tok) > 1 && tok[0] == '0' {
+		return 0, false
+	}
+	v := 0
+	for _, c := range tok {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+		if v > max {
+			return 0, false
+		}
+	}
+	return v, true
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The simple real-server form is read directly; every other spelling is left to yaml.v3.
+func TestCutRealServers(t *testing.T) {
+	for _, c := range []struct {
+		item string
+		ok   bool
+		n    int
+	}{
+		{"  - {name: a, vip: 10.0.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080}, {address: 10.1.0.2, weight: 0}]}\n", true, 2},
+		{"  - name: a\n    real_servers: [{port: 81, weight: 7, address: 10.1.0.1}]\n    port: 80\n", true, 1},
+		{"  - {name: a, real_servers: []}\n", false, 0},
+		{"  - {name: a, real_servers: [{address: 2001:db8::1}]}\n", false, 0},                          // IPv6
+		{"  - {name: a, real_servers: [{address: \"10.1.0.1\"}]}\n", false, 0},                         // quotes
+		{"  - {name: a, real_servers: [{address: 10.1.0.1, port: 080}]}\n", false, 0},                  // leading zero
+		{"  - {name: a, real_servers: [{address: 10.1.0.1, port: 65536}]}\n", false, 0},                // too big
+		{"  - {name: a, real_servers: [{address: 10.1.0.1, port: 80, port: 81}]}\n", false, 0},         // duplicate key
+		{"  - {name: a, real_servers: [{address: 10.1.0.1,port: 80}]}\n", false, 0},                    // spelling
+		{"  - {name: a, real_servers: [{address: 10.1.0.1, health_check: {type: none}}]}\n", false, 0}, // other keys
+		{"  - {name: a, real_servers: [{port: 80}]}\n", false, 0},                                      // no address
+		{"  - {name: a, real_servers: [{address: 10.1.0.1}, ]}\n", false, 0},                           // trailing comma
+		{"  - {name: a, real_servers: [{address: 10.1.0.1},\n      {address: 10.1.0.2}]}\n", false, 0}, // two lines
+		{"  - {name: a, real_servers: [{address: 10.1.0.1}]} # comment\n", false, 0},
+		{"  - {name: a, xreal_servers: [{address: 10.1.0.1}]}\n", false, 0},
+		{"  - {name: a, real_servers: [{address: 10.1.0.1}], real_servers: [{address: 10.1.0.2}]}\n", false, 0},
+	} {
+		rest, rss, ok := cutRealServers([]byte(c.item))
+		if ok != c.ok || len(rss) != c.n {
+			t.Errorf("%q: ok %v with %d real servers, want %v with %d", c.item, ok, len(rss), c.ok, c.n)
+			continue
+		}
+		if ok && !strings.Contains(string(rest), "real_servers: []") {
+			t.Errorf("%q: rest %q", c.item, rest)
+		}
+	}
+}
+
+// Items read with cutRealServers decode to exactly what yaml.v3 gives for the whole file.
+func TestParseSplitFastRealServersEqualWhole(t *testing.T) {
+	text := "services:\n" +
+		"  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080}, {address: 10.1.0.2, weight: 0}, {weight: 5, address: 10.1.0.3}]}\n" +
+		"  - name: b\n    vip: 10.9.0.1\n    port: 81\n    real_servers: [{address: 10.1.0.1}]\n    scheduler: rr\n" +
+		"  - {name: c, vip: 10.9.0.1, port: 82, real_servers: [{address: 10.1.0.1, port: 0}], quorum: 1}\n"
+	itemCache.set(nil, "")
+	want, err := parseWhole("f.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := parseSplit("f.yaml", []byte(text))
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("ok %v\npiecewise: %+v\nwhole:     %+v", ok, got, want)
+	}
+	if w := got.Services[0].RealServers[2].Weight; w == nil || *w != 5 {
+		t.Errorf("weight %v", w)
+	}
+}
+
+// Whatever the piecewise decoding accepts, it decodes as the whole-file decoding does.
+func FuzzSplitEqualsWhole(f *testing.F) {
+	f.Add(benchYAML(3))
+	f.Add([]byte("services:\n  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080, weight: 2}]}\n"))
+	f.Add([]byte("services:\n  - name: b\n    vip: 10.9.0.1\n    port: 81\n    real_servers: [{address: 10.1.0.1}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		itemCache.set(nil, "")
+		want, err := parseWhole("f.yaml", data)
+		got, ok := parseSplit("f.yaml", data)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("piecewise accepts what the whole decoding refuses: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("piecewise:\n%+v\nwhole:\n%+v", got, want)
+		}
+	})
+}
