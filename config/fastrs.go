@@ -47,12 +47,25 @@ func cutRealServers(item []byte) (rest []byte, rss []RealServer, ok bool) {
 	}
 	end += open
 	list := item[open+1 : end]
-	if bytes.IndexByte(list, '\n') >= 0 || bytes.IndexByte(list, '[') >= 0 {
+	rss, ok = parseRealServerList(list)
+	if !ok {
 		return nil, nil, false
+	}
+	rest = make([]byte, 0, len(item)-len(list))
+	rest = append(rest, item[:open]...)
+	rest = append(rest, "[]"...)
+	rest = append(rest, item[end+1:]...)
+	return rest, rss, true
+}
+
+// parseRealServerList reads the inside of a one-line flow sequence of real servers (at least one).
+func parseRealServerList(list []byte) (rss []RealServer, ok bool) {
+	if bytes.IndexByte(list, '\n') >= 0 || bytes.IndexByte(list, '[') >= 0 {
+		return nil, false
 	}
 	n := bytes.Count(list, []byte("{"))
 	if n == 0 {
-		return nil, nil, false
+		return nil, false
 	}
 	rss = make([]RealServer, 0, n)
 	var weights []int
@@ -60,7 +73,7 @@ func cutRealServers(item []byte) (rest []byte, rss []RealServer, ok bool) {
 	for {
 		rs, w, ok := p.realServer()
 		if !ok {
-			return nil, nil, false
+			return nil, false
 		}
 		if w >= 0 {
 			if weights == nil {
@@ -74,14 +87,10 @@ func cutRealServers(item []byte) (rest []byte, rss []RealServer, ok bool) {
 			break
 		}
 		if !p.lit(", ") {
-			return nil, nil, false
+			return nil, false
 		}
 	}
-	rest = make([]byte, 0, len(item)-len(list))
-	rest = append(rest, item[:open]...)
-	rest = append(rest, "[]"...)
-	rest = append(rest, item[end+1:]...)
-	return rest, rss, true
+	return rss, true
 }
 
 type rsParser struct {
@@ -193,4 +202,114 @@ func decimal(tok []byte, max int) (int, bool) {
 		}
 	}
 	return v, true
+}
+
+// fastItem reads a whole service item written as one flow mapping on one line with only the
+// keys name, vip, port, protocol, scheduler, failover and real_servers, in the simple form
+// cutRealServers takes, words for the strings and an IPv4 VIP:
+//
+//   - {name: s1, vip: 10.200.0.1, port: 8000, scheduler: wrr, real_servers: [{address: 10.1.0.1, port: 8080}]}
+//
+// ok is false for anything else (yaml.v3 then decodes the item).
+func fastItem(item []byte) (s Service, ok bool) {
+	i := 0
+	for i < len(item) && item[i] == ' ' {
+		i++
+	}
+	line := bytes.TrimRight(item[i:], " \n")
+	if !bytes.HasPrefix(line, []byte("- {")) || line[len(line)-1] != '}' || bytes.IndexByte(line, '\n') >= 0 ||
+		bytes.ContainsAny(line, "\"'#!&*|>%@`\t") {
+		return s, false
+	}
+	p := rsParser{b: line[3 : len(line)-1]}
+	var seen [7]bool
+	for first := true; p.i < len(p.b) || first; first = false {
+		if !first && !p.lit(", ") {
+			return s, false
+		}
+		key := -1
+		for k, name := range itemKeys {
+			if p.lit(name) {
+				key = k
+				break
+			}
+		}
+		if key < 0 || seen[key] {
+			return s, false
+		}
+		seen[key] = true
+		if key == 6 { // real_servers
+			if !p.lit("[") {
+				return s, false
+			}
+			end := bytes.IndexByte(p.b[p.i:], ']')
+			if end < 0 {
+				return s, false
+			}
+			rss, ok := parseRealServerList(p.b[p.i : p.i+end])
+			if !ok {
+				return s, false
+			}
+			s.RealServers = rss
+			p.i += end + 1
+			continue
+		}
+		tok := p.token()
+		switch key {
+		case 0:
+			if !plainWord(tok) {
+				return s, false
+			}
+			s.Name = string(tok)
+		case 1:
+			a, ok := ipv4Token(tok)
+			if !ok {
+				return s, false
+			}
+			s.VIP = Addr{a}
+		case 2:
+			v, ok := decimal(tok, 65535)
+			if !ok {
+				return s, false
+			}
+			s.Port = uint16(v)
+		case 3, 4, 5:
+			if !plainWord(tok) {
+				return s, false
+			}
+			switch key {
+			case 3:
+				s.Protocol = string(tok)
+			case 4:
+				s.Scheduler = string(tok)
+			case 5:
+				s.Failover = string(tok)
+			}
+		}
+	}
+	return s, true
+}
+
+var itemKeys = [7]string{"name: ", "vip: ", "port: ", "protocol: ", "scheduler: ", "failover: ", "real_servers: "}
+
+// plainWord tells whether tok is a plain YAML scalar that can only be the string it spells: a
+// letter or '_' first, then letters, digits, '.', '_' or '-', and not a word YAML reads as a
+// boolean or null.
+func plainWord(tok []byte) bool {
+	if len(tok) == 0 || len(tok) > 63 {
+		return false
+	}
+	for j, c := range tok {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case j > 0 && (c >= '0' && c <= '9' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	switch string(bytes.ToLower(tok)) {
+	case "null", "true", "false", "yes", "no", "on", "off", "y", "n":
+		return false
+	}
+	return true
 }

@@ -46,7 +46,8 @@ func TestParseSplitFastRealServersEqualWhole(t *testing.T) {
 	text := "services:\n" +
 		"  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080}, {address: 10.1.0.2, weight: 0}, {weight: 5, address: 10.1.0.3}]}\n" +
 		"  - name: b\n    vip: 10.9.0.1\n    port: 81\n    real_servers: [{address: 10.1.0.1}]\n    scheduler: rr\n" +
-		"  - {name: c, vip: 10.9.0.1, port: 82, real_servers: [{address: 10.1.0.1, port: 0}], quorum: 1}\n"
+		"  - {name: c, vip: 10.9.0.1, port: 82, real_servers: [{address: 10.1.0.1, port: 0}], quorum: 1}\n" +
+		"  - {port: 83, name: d_1.x-y, vip: 10.9.0.1, protocol: udp, failover: active-standby, scheduler: sh, real_servers: [{weight: 3, address: 10.1.0.9}]}\n"
 	itemCache.set(nil, "")
 	want, err := parseWhole("f.yaml", []byte(text))
 	if err != nil {
@@ -66,6 +67,7 @@ func FuzzSplitEqualsWhole(f *testing.F) {
 	f.Add(benchYAML(3))
 	f.Add([]byte("services:\n  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080, weight: 2}]}\n"))
 	f.Add([]byte("services:\n  - name: b\n    vip: 10.9.0.1\n    port: 81\n    real_servers: [{address: 10.1.0.1}]\n"))
+	f.Add([]byte("services:\n  - {port: 80, name: a.b-c_d, vip: 10.200.0.1, protocol: udp, failover: active-standby}\n  - {name: no, vip: 10.200.0.1, port: 81}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		itemCache.set(nil, "")
 		want, err := parseWhole("f.yaml", data)
@@ -80,4 +82,29 @@ func FuzzSplitEqualsWhole(f *testing.F) {
 			t.Fatalf("piecewise:\n%+v\nwhole:\n%+v", got, want)
 		}
 	})
+}
+
+// A whole one-line item in the simple form is read without yaml.v3; anything else is not.
+func TestFastItem(t *testing.T) {
+	for _, c := range []struct {
+		item string
+		ok   bool
+	}{
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000, scheduler: wrr, real_servers: [{address: 10.1.0.1, port: 8080}]}\n", true},
+		{"  - {port: 80, name: a.b-c_d, vip: 10.200.0.1, protocol: udp, failover: active-standby}\n\n", true},
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000, quorum: 1}\n", false}, // other key
+		{"  - {name: true, vip: 10.200.0.1, port: 8000}\n", false},          // a boolean
+		{"  - {name: 1a, vip: 10.200.0.1, port: 8000}\n", false},            // not a word
+		{"  - {name: s1, vip: 2001:db8::1, port: 8000}\n", false},           // IPv6
+		{"  - {name: s1, name: s2, vip: 10.200.0.1}\n", false},              // duplicate key
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000} # c\n", false},        // comment
+		{"  - {name: s1,\n     vip: 10.200.0.1}\n", false},                  // two lines
+		{"  - name: s1\n", false}, // block style
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000, real_servers: [{port: 1}]}\n", false}, // no address
+		{"  - {}\n", false},
+	} {
+		if _, ok := fastItem([]byte(c.item)); ok != c.ok {
+			t.Errorf("%q: ok %v, want %v", c.item, ok, c.ok)
+		}
+	}
 }

@@ -76,6 +76,9 @@ func splitServices(data []byte) (head []byte, items [][]byte, ok bool) {
 		if !blank {
 			content = true
 		}
+		if inSeq && blank && curStart < 0 && !plainText(line) {
+			return nil, nil, false // a line left out below: yaml.v3 must still see what it refuses
+		}
 		if inSeq && !blank {
 			switch {
 			case seqIndent < 0:
@@ -120,6 +123,17 @@ func splitServices(data []byte) (head []byte, items [][]byte, ok bool) {
 		return nil, nil, false
 	}
 	return head, items, true
+}
+
+// plainText tells whether a line is printable ASCII (tabs allowed): what yaml.v3 refuses in
+// other characters is left to it.
+func plainText(line []byte) bool {
+	for _, c := range line {
+		if c < 0x20 && c != '\t' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // isDocStart tells whether a line is a bare document start marker ("---", maybe with a comment).
@@ -182,10 +196,18 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		}
 		missing = append(missing, i)
 	}
+	var slow []int // the items fastItem cannot read
+	for _, i := range missing {
+		if s, ok := fastItem(items[i]); ok {
+			services[i] = s
+			continue
+		}
+		slow = append(slow, i)
+	}
 	var buf []byte
 	cut := make([][]RealServer, splitBatch) // real servers read by cutRealServers
-	for k := 0; k < len(missing); k += splitBatch {
-		batch := missing[k:min(k+splitBatch, len(missing))]
+	for k := 0; k < len(slow); k += splitBatch {
+		batch := slow[k:min(k+splitBatch, len(slow))]
 		buf = buf[:0]
 		for j, i := range batch {
 			it := items[i]
