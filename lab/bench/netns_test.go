@@ -30,6 +30,17 @@ func openKernelIn(t testing.TB, ns *e2e.NS) *director.LinuxKernel {
 	return k
 }
 
+// kernelIn is openKernelIn for a handle the caller closes (before its namespace is deleted: an
+// open netlink socket keeps the namespace alive).
+func kernelIn(t testing.TB, ns *e2e.NS) *director.LinuxKernel {
+	t.Helper()
+	var k *director.LinuxKernel
+	if err := inNS(ns, func() (err error) { k, err = director.OpenKernel(); return err }); err != nil {
+		t.Fatalf("[%s] OpenKernel: %v", ns.Name, err)
+	}
+	return k
+}
+
 // inNS runs f on a thread switched into ns; the thread is discarded afterwards.
 func inNS(ns *e2e.NS, f func() error) error {
 	errc := make(chan error, 1)
