@@ -790,6 +790,19 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 	}
 	rss2, each2 := d.rssKB()
 	f.rss2[who] = rss2
+	if who == "lvs-director" { // where the memory is, for the record (after measuring: a scrape allocates)
+		if out, err := ns.Exec("wget", "-qO-", "http://127.0.0.1:9813/metrics"); err == nil {
+			var parts []string
+			for _, line := range strings.Split(out, "\n") {
+				for _, m := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes ", "go_memstats_sys_bytes ", "go_goroutines "} {
+					if strings.HasPrefix(line, m) {
+						parts = append(parts, strings.TrimSpace(line))
+					}
+				}
+			}
+			report(t, fmt.Sprintf("memstats.%d.lvs-director", r.n), strings.Join(parts, ", "))
+		}
+	}
 	report(t, fmt.Sprintf("reload.%d.%s", r.n, who), fmtDurations(f.reload[who]))
 	report(t, fmt.Sprintf("rss-after-2-reloads.%d.%s", r.n, who), fmt.Sprintf("%d kB %v", rss2, each2))
 	if who == "lvs-director" {
