@@ -475,13 +475,28 @@ type knownTable struct {
 // copy them again in trim.
 func (t *knownTable) reserve(ops []Op, results []error) {
 	var adds map[ServiceKey]int
+	newServices := 0
 	for i := range ops {
-		if ops[i].Kind == OpAddDest && results[i] == nil {
+		if results[i] != nil {
+			continue
+		}
+		switch ops[i].Kind {
+		case OpAddDest:
 			if adds == nil {
 				adds = map[ServiceKey]int{}
 			}
 			adds[ops[i].Service.Key]++
+		case OpAddService:
+			newServices++
 		}
+	}
+	if newServices > len(t.list) { // a cold start: grow the list and its index once
+		t.list = slices.Grow(t.list, newServices)
+		idx := make(map[ServiceKey]int, len(t.idx)+newServices)
+		for k, i := range t.idx {
+			idx[k] = i
+		}
+		t.idx = idx
 	}
 	for k, n := range adds {
 		if i, ok := t.idx[k]; ok {
