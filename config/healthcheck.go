@@ -21,7 +21,7 @@ import (
 // source, jitter) and the fields of each type. A field that does not belong to the type is an
 // error. The healthcheck package documents what each type does.
 type HealthCheck struct {
-	// Type is tcp, http, https, udp, dns, exec or none (default tcp).
+	// Type is tcp, tcp_half_open, http, https, udp, dns, exec or none (default tcp).
 	Type string `yaml:"type"`
 	// Port is the port checked; 0 means the real server's port.
 	Port uint16 `yaml:"port"`
@@ -72,6 +72,8 @@ const (
 	CheckDNS   = "dns"
 	CheckExec  = "exec"
 	CheckNone  = "none"
+	// CheckTCPHalfOpen sends a SYN and passes on a SYN-ACK, never completing the handshake.
+	CheckTCPHalfOpen = "tcp_half_open"
 )
 
 // Health check defaults, filled by setDefaults.
@@ -155,14 +157,14 @@ var checkFields = []struct {
 	types []string
 	set   func(h *HealthCheck) bool
 }{
-	{"port", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Port != 0 }},
-	{"interval", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Interval != 0 }},
-	{"timeout", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Timeout != 0 }},
-	{"rise", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Rise != 0 }},
-	{"fall", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Fall != 0 }},
-	{"initial_state", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.InitialState != "" }},
-	{"jitter", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Jitter != nil }},
-	{"source", []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS}, func(h *HealthCheck) bool { return h.Source.IsValid() }},
+	{"port", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Port != 0 }},
+	{"interval", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Interval != 0 }},
+	{"timeout", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Timeout != 0 }},
+	{"rise", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Rise != 0 }},
+	{"fall", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Fall != 0 }},
+	{"initial_state", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.InitialState != "" }},
+	{"jitter", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec}, func(h *HealthCheck) bool { return h.Jitter != nil }},
+	{"source", []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS}, func(h *HealthCheck) bool { return h.Source.IsValid() }},
 	{"method", []string{CheckHTTP, CheckHTTPS}, func(h *HealthCheck) bool { return h.Method != "" }},
 	{"path", []string{CheckHTTP, CheckHTTPS}, func(h *HealthCheck) bool { return h.Path != "" }},
 	{"host", []string{CheckHTTP, CheckHTTPS}, func(h *HealthCheck) bool { return h.Host != "" }},
@@ -179,7 +181,7 @@ var checkFields = []struct {
 }
 
 // CheckTypes lists the accepted health check types.
-var CheckTypes = []string{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec, CheckNone}
+var CheckTypes = []string{CheckTCP, CheckTCPHalfOpen, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckExec, CheckNone}
 
 func (h *HealthCheck) validate(v *validator, p string) {
 	if !contains(CheckTypes, h.Type) {

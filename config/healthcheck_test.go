@@ -77,6 +77,8 @@ func TestHealthCheckDefaults(t *testing.T) {
 	http.Type, http.Method, http.Path, http.ExpectStatus = "http", "GET", "/", []int{200}
 	dnsc := base
 	dnsc.Type, dnsc.QueryName, dnsc.QueryType = "dns", "example.org.", "A"
+	half := base
+	half.Type = "tcp_half_open"
 	tests := []struct {
 		name  string
 		lines []string
@@ -84,6 +86,7 @@ func TestHealthCheckDefaults(t *testing.T) {
 	}{
 		{"empty block is tcp", []string{"      port: 0"}, base},
 		{"http", []string{"      type: HTTP"}, http},
+		{"tcp_half_open", []string{"      type: TCP_Half_Open"}, half},
 		{"dns", []string{"      type: dns", "      query_name: example.org."}, dnsc},
 		{"none fills nothing", []string{"      type: none"}, HealthCheck{Type: "none"}},
 		{"explicit values kept", []string{"      type: https", "      method: head", "      path: /hz", "      expect_status: [200, 204]",
@@ -118,6 +121,8 @@ func TestHealthCheckValid(t *testing.T) {
 	ca := writeCA(t)
 	tests := [][]string{
 		{"      type: tcp", "      port: 8080", "      source: 10.9.9.9", "      jitter: 1"},
+		{"      type: tcp_half_open", "      port: 8080", "      source: 10.9.9.9", "      interval: 1s", "      timeout: 1s",
+			"      rise: 1", "      fall: 5", "      initial_state: up", "      jitter: 0.5"},
 		{"      type: http", "      host: www.example.org:8080", "      expect_status: [200, 301]", "      expect_body: '^ok'"},
 		{"      type: https", "      sni: www.example.org", "      ca_file: " + ca},
 		{"      type: https", "      insecure_skip_verify: true", "      method: HEAD"},
@@ -147,12 +152,24 @@ func TestHealthCheckErrors(t *testing.T) {
 		want  []string
 	}{
 		{"unknown type", []string{"      type: icmp", "      path: /"},
-			[]string{`t.yaml:8: ` + hc + `.type: unknown health check type "icmp" (one of tcp http https udp dns exec none)`}},
+			[]string{`t.yaml:8: ` + hc + `.type: unknown health check type "icmp" (one of tcp tcp_half_open http https udp dns exec none)`}},
 		{"http fields on tcp", []string{"      type: tcp", "      path: /x", "      expect_status: [200]", "      sni: a"},
 			[]string{
 				`t.yaml:9: ` + hc + `.path: not valid for a tcp check`,
 				`t.yaml:10: ` + hc + `.expect_status: not valid for a tcp check`,
 				`t.yaml:11: ` + hc + `.sni: not valid for a tcp check`,
+			}},
+		{"other types' fields on tcp_half_open", []string{"      type: tcp_half_open", "      path: /x", "      payload: x", "      command: [sh]"},
+			[]string{
+				`t.yaml:9: ` + hc + `.path: not valid for a tcp_half_open check`,
+				`t.yaml:10: ` + hc + `.payload: not valid for a tcp_half_open check`,
+				`t.yaml:11: ` + hc + `.command: not valid for a tcp_half_open check`,
+			}},
+		{"tcp_half_open common fields checked", []string{"      type: tcp_half_open", "      interval: 10ms", "      source: 0.0.0.0"},
+			[]string{
+				`t.yaml:7: ` + hc + `.timeout: 1s is longer than interval 10ms`, // the default timeout
+				`t.yaml:9: ` + hc + `.interval: must be at least 100ms, got 10ms`,
+				`t.yaml:10: ` + hc + `.source: 0.0.0.0 cannot be a source address (unspecified or multicast)`,
 			}},
 		{"https fields on http", []string{"      type: http", "      sni: a.b", "      insecure_skip_verify: true", "      ca_file: " + ca},
 			[]string{

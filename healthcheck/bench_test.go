@@ -132,6 +132,54 @@ func BenchmarkManagerTCP10k(b *testing.B) {
 	b.ReportMetric(floorBoth, "floor-both-cpu-us/check")
 }
 
+// BenchmarkManagerTCP10kHalfOpen checks the same 10,000 targets as BenchmarkManagerTCP10k
+// (every second, 100 loopback listeners served by a child process), in turns (rounds times
+// each, figures averaged) with the tcp checkLoop (connect figures, "tcp-" prefixed) and with
+// tcp_half_open (SYN from a raw socket, SYN-ACK passes; unprefixed figures), and reports the
+// same figures for both; cpu-ratio is the half-open CPU per check over the connect one,
+// both-cpu-ratio the same with the listeners' CPU added.
+// Run: go test -run '^$' -bench TCP10k -benchtime 1x ./healthcheck/ (both benchmarks)
+func BenchmarkManagerTCP10kHalfOpen(b *testing.B) {
+	const rounds = 2
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 20000 && lim.Max >= 20000 {
+		lim.Cur = 20000
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	if l, err := newHalfOpenLoop(); err != nil {
+		b.Skipf("no half-open loop: %v", err)
+	} else {
+		l.close()
+	}
+	addrs, child := benchListeners(b)
+	b.ResetTimer()
+	var tcp, half []tcpBenchFigures
+	for range rounds {
+		tcp = append(tcp, benchChecks10k(b, addrs, child, true, config.CheckTCP))
+		time.Sleep(500 * time.Millisecond)
+		half = append(half, benchChecks10k(b, addrs, child, true, config.CheckTCPHalfOpen))
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.StopTimer()
+	t, h := meanFigures(tcp), meanFigures(half)
+	for _, f := range []struct {
+		name string
+		r    tcpBenchFigures
+	}{{"tcp-", t}, {"", h}} {
+		b.ReportMetric(f.r.checksPerSec, f.name+"checks/s")
+		b.ReportMetric(f.r.cores, f.name+"cpu-cores")
+		b.ReportMetric(f.r.usPerCheck, f.name+"cpu-us/check")
+		b.ReportMetric(f.r.bothUsPerCheck, f.name+"both-cpu-us/check")
+		b.ReportMetric(f.r.late, f.name+"late")
+		b.ReportMetric(f.r.timeouts, f.name+"timeouts")
+		b.ReportMetric(f.r.down, f.name+"down-targets")
+	}
+	if t.usPerCheck > 0 && t.bothUsPerCheck > 0 {
+		b.ReportMetric(h.usPerCheck/t.usPerCheck, "cpu-ratio")
+		b.ReportMetric(h.bothUsPerCheck/t.bothUsPerCheck, "both-cpu-ratio")
+	}
+}
+
 // benchListeners starts the child process serving the listeners and returns their addresses
 // and its pid.
 func benchListeners(b *testing.B) ([]netip.AddrPort, int) {
@@ -233,6 +281,12 @@ type tcpBenchFigures struct {
 
 // benchTCP10k runs 10,000 targets over addrs for a warm-up and a measured window.
 func benchTCP10k(b *testing.B, addrs []netip.AddrPort, child int, withLoop bool) tcpBenchFigures {
+	return benchChecks10k(b, addrs, child, withLoop, config.CheckTCP)
+}
+
+// benchChecks10k runs 10,000 targets of check type typ (tcp or tcp_half_open) over addrs for a
+// warm-up and a measured window; withLoop false takes the Manager's checkLoops away.
+func benchChecks10k(b *testing.B, addrs []netip.AddrPort, child int, withLoop bool, typ string) tcpBenchFigures {
 	const targets, window = 10000, 5 * time.Second
 	reg := prometheus.NewRegistry()
 	m, err := New(nil, reg)
@@ -240,7 +294,7 @@ func benchTCP10k(b *testing.B, addrs []netip.AddrPort, child int, withLoop bool)
 		b.Fatal(err)
 	}
 	if !withLoop {
-		m.newLoop = nil
+		m.newLoop, m.newHalfLoop = nil, nil
 	}
 	var timeouts atomic.Int64
 	m.onResult = func(r Result) {
@@ -249,7 +303,7 @@ func benchTCP10k(b *testing.B, addrs []netip.AddrPort, child int, withLoop bool)
 		}
 	}
 	j := config.DefaultCheckJitter
-	s := config.HealthCheck{Type: "tcp", Interval: config.Duration(time.Second), Timeout: config.Duration(500 * time.Millisecond),
+	s := config.HealthCheck{Type: typ, Interval: config.Duration(time.Second), Timeout: config.Duration(500 * time.Millisecond),
 		Rise: 1, Fall: 1, InitialState: "down", Jitter: &j}
 	ts := make([]Target, targets)
 	for i := range ts {
@@ -264,6 +318,9 @@ func benchTCP10k(b *testing.B, addrs []netip.AddrPort, child int, withLoop bool)
 	if withLoop {
 		m.mu.Lock()
 		running := m.tcp != nil
+		if typ == config.CheckTCPHalfOpen {
+			running = m.half != nil
+		}
 		m.mu.Unlock()
 		if !running {
 			b.Fatal("the manager runs no checkLoop")
@@ -300,7 +357,10 @@ func benchTCP10k(b *testing.B, addrs []netip.AddrPort, child int, withLoop bool)
 		f.bothUsPerCheck = float64((cpu1 - cpu0 + ccpu1 - ccpu0).Microseconds()) / float64(checks1-checks0)
 	}
 	name := "dialer (goroutine per target)"
-	if withLoop {
+	switch {
+	case withLoop && typ == config.CheckTCPHalfOpen:
+		name = "half-open loop (raw SYNs)"
+	case withLoop:
 		name = "checkLoop (epoll)"
 	}
 	b.Logf("%-30s %6.0f checks/s, %.3f cores, %.1f us/check (%.1f with the listeners'), %.0f late, %.0f timeouts, %d goroutines; last results: %v",

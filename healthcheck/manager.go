@@ -39,8 +39,9 @@ type Status struct {
 // Manager runs the checks of a set of targets and keeps their up/down state. Update sets the
 // targets; Run runs the checks until its context ends. On Linux the tcp targets are all checked
 // by a checkLoop (non-blocking connects waited for with epoll, one goroutine per CPU, at most
-// 4); every other target, and tcp targets elsewhere, has a goroutine of its own running its
-// Prober.
+// 4) and the tcp_half_open targets by another (SYNs from a raw socket, one goroutine; without
+// it they are checked like tcp targets); every other target, and tcp targets elsewhere, has a
+// goroutine of its own running its Prober.
 type Manager struct {
 	log       *slog.Logger
 	met       *metrics
@@ -49,6 +50,10 @@ type Manager struct {
 	// target then runs its Prober in its own goroutine. A tcp target's Prober only validates
 	// its spec when a loop runs it.
 	newLoop func() (checkLoop, error)
+	// newHalfLoop starts the checkLoop of Run's tcp_half_open targets, when the first one
+	// starts; nil (or an error, logged once per Run) means none: they are then checked with a
+	// TCP connect, like tcp targets.
+	newHalfLoop func() (checkLoop, error)
 	// firstDelay picks when in its first interval a new target is first checked.
 	firstDelay func(interval time.Duration) time.Duration
 	// onResult, when set (by tests), sees every recorded result; it must be safe for
@@ -60,6 +65,8 @@ type Manager struct {
 	targets map[string]*checker
 	runCtx  context.Context // non-nil while Run runs
 	tcp     checkLoop       // the loop of the tcp targets, non-nil while Run runs with one
+	half    checkLoop       // the loop of the tcp_half_open targets, once started
+	halfErr bool            // newHalfLoop failed in this Run
 	wg      sync.WaitGroup
 }
 
@@ -99,10 +106,11 @@ func New(logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
 		return nil, err
 	}
 	return &Manager{
-		log:       logger,
-		met:       met,
-		newProber: NewProber,
-		newLoop:   newTCPLoop,
+		log:         logger,
+		met:         met,
+		newProber:   NewProber,
+		newLoop:     newTCPLoop,
+		newHalfLoop: newHalfOpenLoop,
 		firstDelay: func(interval time.Duration) time.Duration {
 			return rand.N(interval)
 		},
@@ -218,11 +226,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	<-ctx.Done()
 	m.mu.Lock()
 	cancel()
-	loop := m.tcp
-	m.runCtx, m.tcp = nil, nil
+	loop, half := m.tcp, m.half
+	m.runCtx, m.tcp, m.half, m.halfErr = nil, nil, nil, false
 	m.mu.Unlock()
 	if loop != nil {
 		loop.close()
+	}
+	if half != nil {
+		half.close()
 	}
 	m.wg.Wait()
 	return nil
@@ -233,7 +244,17 @@ func (m *Manager) start(c *checker) {
 	if c.probe == nil {
 		return
 	}
-	if m.tcp != nil && (c.t.Spec.Type == config.CheckTCP || c.t.Spec.Type == "") {
+	typ := c.t.Spec.Type
+	if typ == config.CheckTCPHalfOpen {
+		if half := m.halfLoop(); half != nil {
+			j := m.newJob(c)
+			c.cancel = func() { half.remove(j) }
+			half.add(j)
+			return
+		}
+		typ = config.CheckTCP // checked with a connect instead (its Prober connects)
+	}
+	if m.tcp != nil && (typ == config.CheckTCP || typ == "") {
 		j, loop := m.newJob(c), m.tcp
 		c.cancel = func() { loop.remove(j) }
 		loop.add(j)
@@ -248,7 +269,27 @@ func (m *Manager) start(c *checker) {
 	}()
 }
 
-// newJob is c's check for the checkLoop: the same schedule, timeout and records as loop's.
+// halfLoop returns the loop of the tcp_half_open targets, starting it the first time; nil when
+// it cannot run (logged once per Run). m.mu is held.
+func (m *Manager) halfLoop() checkLoop {
+	if m.half != nil || m.halfErr || m.newHalfLoop == nil {
+		return m.half
+	}
+	loop, err := m.newHalfLoop()
+	if err != nil {
+		m.halfErr = true
+		msg := "tcp_half_open health checks need a raw socket (CAP_NET_RAW); checking with a TCP connect instead"
+		if errors.Is(err, errors.ErrUnsupported) {
+			msg = "tcp_half_open health checks are not supported on this system; checking with a TCP connect instead"
+		}
+		m.log.Warn(msg, "error", err)
+		return nil
+	}
+	m.half = loop
+	return loop
+}
+
+// newJob is c's check for a checkLoop: the same schedule, timeout and records as loop's.
 func (m *Manager) newJob(c *checker) *tcpJob {
 	spec := &c.t.Spec
 	interval, timeout, jitter := timing(spec)

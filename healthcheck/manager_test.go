@@ -259,8 +259,8 @@ func countFDs(t *testing.T) int {
 	return len(es)
 }
 
-// TestManagerNoLeaks runs thousands of checks (ok, refused, timeouts, stuck http, udp
-// timeouts, exec timeouts) and checks that goroutines and file descriptors come back to their
+// TestManagerNoLeaks runs thousands of checks (ok, refused, timeouts, half-open ok, refused and
+// timeouts, stuck http, udp timeouts, exec timeouts) and checks that goroutines and file descriptors come back to their
 // baseline once the manager stops.
 func TestManagerNoLeaks(t *testing.T) {
 	okAddrs := []netip.AddrPort{acceptCloser(t), acceptCloser(t), acceptCloser(t)}
@@ -293,6 +293,9 @@ func TestManagerNoLeaks(t *testing.T) {
 	}
 	add(300, refused, spec("tcp"))
 	add(150, hole, spec("tcp"))
+	add(200, okAddrs[0], spec("tcp_half_open"))
+	add(100, refused, spec("tcp_half_open"))
+	add(100, hole, spec("tcp_half_open"))
 	add(200, webAddr, spec("http"))
 	add(150, hang.addr, spec("http"))
 	udp := spec("udp")
@@ -301,6 +304,12 @@ func TestManagerNoLeaks(t *testing.T) {
 	ex := spec("exec")
 	ex.Command = []string{"/bin/sh", "-c", "sleep 10 & wait"}
 	add(5, refused, ex)
+
+	wantReasons := []string{"tcp connect ok", "connection refused", "timeout after 900ms", "http status 200"}
+	if l, err := newHalfOpenLoop(); err == nil {
+		l.close()
+		wantReasons = append(wantReasons, "tcp syn-ack received")
+	} // else the half-open targets are checked with a connect
 
 	runtime.GC()
 	// No garbage collection: a connection left open must not be closed by its finalizer.
@@ -314,7 +323,7 @@ func TestManagerNoLeaks(t *testing.T) {
 		for _, st := range r.m.Snapshot() {
 			seen[st.LastReason] = true
 		}
-		for _, want := range []string{"tcp connect ok", "connection refused", "timeout after 900ms", "http status 200"} {
+		for _, want := range wantReasons {
 			if !seen[want] {
 				if time.Since(start) > 20*time.Second {
 					by := map[string]int{}

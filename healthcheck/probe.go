@@ -66,6 +66,10 @@ func NewProber(spec config.HealthCheck) (Prober, error) {
 	switch spec.Type {
 	case config.CheckTCP, "":
 		return tcpProber(dialer), nil
+	case config.CheckTCPHalfOpen:
+		// The Manager checks these with its half-open loop; where that cannot run (no raw
+		// socket, not Linux), a connect is the check.
+		return tcpProber(dialer), nil
 	case config.CheckHTTP, config.CheckHTTPS:
 		return httpProber(spec, dialer)
 	case config.CheckUDP:

@@ -22,8 +22,9 @@ type checkLoop interface {
 	close()
 }
 
-// tcpJob is one target checked by a checkLoop: a TCP connection to addr every interval. The
-// fields are set before add and not changed afterwards; loopState belongs to the loop.
+// tcpJob is one target checked by a checkLoop: a TCP connection (or, in the tcp_half_open
+// loop, a SYN) to addr every interval. The fields are set before add and not changed
+// afterwards; loopState and halfState belong to the loop.
 type tcpJob struct {
 	addr   netip.AddrPort
 	source netip.Addr // local address of the checks; invalid: the kernel's choice
@@ -44,6 +45,7 @@ type tcpJob struct {
 	late func()
 
 	loopState
+	halfState // in a tcp_half_open checkLoop
 }
 
 // startSlot returns when the check due at next really starts if it starts at now: a check

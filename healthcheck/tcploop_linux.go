@@ -5,7 +5,6 @@ package healthcheck
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -235,28 +234,7 @@ func (l *epollLoop) run() {
 // wait collects ready events like epoll_wait(timeout ms; -1 = none) without blocking a thread:
 // the goroutine parks in Go's poller until epfd is readable or the deadline passes.
 func (l *epollLoop) wait(timeout int) (int, error) {
-	n, err := unix.EpollWait(l.epfd, l.events[:], 0)
-	if n > 0 || err != nil || timeout == 0 {
-		return n, err
-	}
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(time.Duration(timeout) * time.Millisecond)
-	}
-	if err := l.file.SetReadDeadline(deadline); err != nil {
-		return 0, err
-	}
-	rerr := l.raw.Read(func(fd uintptr) bool {
-		n, err = unix.EpollWait(int(fd), l.events[:], 0)
-		return n > 0 || err != nil && err != unix.EINTR
-	})
-	if errors.Is(rerr, os.ErrDeadlineExceeded) {
-		return 0, nil
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	return n, err
+	return parkedWait(l.epfd, l.file, l.raw, l.events[:], timeout)
 }
 
 // drain applies the inbox; it returns true when the loop is to stop.

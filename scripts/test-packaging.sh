@@ -161,7 +161,7 @@ sec=$(systemd-analyze security --offline=yes "$tmp/unit/lvs-director.service" 2>
 if [ -n "$sec" ] && awk -v s="$sec" 'BEGIN { exit !(s <= 3.0) }'; then ok "systemd-analyze security exposure $sec <= 3.0"; else fail "systemd-analyze security exposure: expected <= 3.0, saw '$sec'"; fi
 unit=$(cat "$root/lib/systemd/system/lvs-director.service")
 for l in "Type=notify" "NotifyAccess=main" "WatchdogSec=30s" "ExecReload=/bin/kill -HUP \$MAINPID" "Restart=on-failure" \
-	"TimeoutStopSec=15s" "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN" \
+	"TimeoutStopSec=15s" "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN CAP_NET_RAW" \
 	"ReadWritePaths=/proc/sys/net" "RuntimeDirectoryPreserve=yes" "ProtectKernelModules=yes"; do
 	contains "unit has $l" $'\n'"$l"$'\n' "$unit"
 done

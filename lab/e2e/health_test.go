@@ -239,3 +239,33 @@ func TestHealthQuorumSorryInhibit(t *testing.T) {
 	sl.waitWeights(t, 10*time.Second, "rs3 inhibited at weight 0", sl.weightsOf(map[int]int{0: 1, 1: 1, 2: 0}))
 	sl.wantSpread(t, 10, map[string]int{"rs1": 5, "rs2": 5})
 }
+
+// TestHealthHalfOpen: tcp_half_open checks (a SYN from a raw socket; the director runs with
+// CAP_NET_RAW) take a stopped real server out of IPVS and bring it back once restarted.
+func TestHealthHalfOpen(t *testing.T) {
+	const halfOpen = "    health_check: {type: tcp_half_open, interval: 1s, timeout: 900ms, rise: 2, fall: 2}\n"
+	sl := newServerLab(t, "rs1", "rs2")
+	all := map[int]int{0: 1, 1: 1}
+	sl.d = StartDirector(t, sl.director, sl.webConfig("rr", all, halfOpen))
+	sl.waitWeights(t, 10*time.Second, "every real server up after rise checks", sl.weightsOf(all))
+
+	sl.stopServer(1)
+	tStop := time.Now()
+	down := sl.pollDest(t, 10*time.Second, 1, -1).Sub(tStop)
+	limit := emulationAllowance(checkInterval*checkFall + time.Second)
+	t.Logf("rs2 stopped: left IPVS after %v (limit %v)", down.Round(time.Millisecond), limit)
+	if down > limit {
+		sl.d.Fatalf("rs2 left IPVS %v after its server stopped, want at most %v", down, limit)
+	}
+	sl.startServer(t, 1)
+	tStart := time.Now()
+	up := sl.pollDest(t, 10*time.Second, 1, 1).Sub(tStart)
+	limit = emulationAllowance(checkInterval*checkRise + time.Second)
+	t.Logf("rs2 restarted: back in IPVS after %v (limit %v)", up.Round(time.Millisecond), limit)
+	if up > limit {
+		sl.d.Fatalf("rs2 came back %v after its server answered again, want at most %v", up, limit)
+	}
+	if log := sl.d.Log(); strings.Contains(log, "checking with a TCP connect instead") {
+		sl.d.Fatalf("the director fell back to connect checks")
+	}
+}
