@@ -1,10 +1,12 @@
 package director
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,8 +108,22 @@ type nlTransport interface {
 	// recv reads one datagram from the kernel into buf. With nonblock it returns EAGAIN when
 	// nothing is queued.
 	recv(buf []byte, nonblock bool) (int, error)
+	// request writes a read request (a dump or a single get), whose answers the kernel
+	// queues before the write returns (a dump's first part; the rest comes as it is read).
+	request(b []byte) error
+	// recvMany reads datagrams from the kernel into bufs, one each: it waits for the first
+	// and takes those queued behind it. It returns how many it read, their lengths in ns (0
+	// for a datagram that did not come from the kernel).
+	recvMany(bufs [][]byte, ns []int) (int, error)
 	close() error
 }
+
+// recvSegs is how many datagrams one read takes at most (recvMany): a real-server dump's
+// answers and the NLMSG_DONE that the kernel queues while the first is read (it makes the next
+// part of a dump in each recvmsg), or a single get's answer and its acknowledgement. A third
+// would only cost the kernel an empty look at the queue. Each gets len(rbuf)/recvSegs bytes,
+// well above the 32 KiB the kernel puts in one dump datagram.
+const recvSegs = 2
 
 // ipvsClient speaks generic netlink to the kernel's IPVS. It is safe for concurrent use (the
 // calls are serialised: one socket).
@@ -118,6 +134,11 @@ type ipvsClient struct {
 	seq    uint32
 	rbuf   []byte
 	wbuf   []byte
+	// segs splits rbuf for recvMany; lens are the lengths read.
+	segs [recvSegs][]byte
+	lens [recvSegs]int
+	// dests collects a real-server dump before it is copied, at its size, into the service.
+	dests []Dest
 	// maxMsgs and maxBytes bound a batch (batchMaxMsgs, batchMaxBytes; smaller in tests).
 	maxMsgs, maxBytes int
 }
@@ -138,7 +159,12 @@ func openIPVSClient() (*ipvsClient, error) {
 }
 
 func newIPVSClient(t nlTransport) *ipvsClient {
-	return &ipvsClient{t: t, rbuf: make([]byte, 256<<10), maxMsgs: batchMaxMsgs, maxBytes: batchMaxBytes}
+	c := &ipvsClient{t: t, rbuf: make([]byte, 256<<10), maxMsgs: batchMaxMsgs, maxBytes: batchMaxBytes}
+	seg := len(c.rbuf) / recvSegs
+	for i := range c.segs {
+		c.segs[i] = c.rbuf[i*seg : (i+1)*seg : (i+1)*seg]
+	}
+	return c
 }
 
 func (c *ipvsClient) close() error { return c.t.close() }
@@ -155,18 +181,18 @@ func (c *ipvsClient) resolveFamily() error {
 		return fmt.Errorf("looking up the IPVS generic netlink family: %w", err)
 	}
 	var id uint16
-	err := c.readUntil(seq, func(m nlMsg) (bool, error) {
-		switch m.typ {
+	err := c.readUntil(seq, func(typ, _ uint16, payload []byte) (bool, error) {
+		switch typ {
 		case nlmsgErrorType:
-			if errno := m.errno(); errno != nil {
+			if errno := errnoOf(payload); errno != nil {
 				return true, errno
 			}
 			return true, nil
 		case genlCtrlID:
-			if len(m.payload) < genlHdrLen {
+			if len(payload) < genlHdrLen {
 				return false, fmt.Errorf("short generic netlink message")
 			}
-			return false, forAttrs(m.payload[genlHdrLen:], func(typ uint16, v []byte) error {
+			return false, forAttrs(payload[genlHdrLen:], func(typ uint16, v []byte) error {
 				if typ == ctrlAttrFamID && len(v) >= 2 {
 					id = binary.NativeEndian.Uint16(v)
 				}
@@ -405,16 +431,27 @@ func parseMsgs(b []byte) ([]nlMsg, error) {
 // forAttrs calls f for each attribute in b (type without the nested/byte-order bits).
 func forAttrs(b []byte, f func(typ uint16, v []byte) error) error {
 	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < 4 || l > len(b) {
-			return fmt.Errorf("bad netlink attribute length %d (%d bytes left)", l, len(b))
-		}
-		if err := f(binary.NativeEndian.Uint16(b[2:])&nlaTypeMask, b[4:l]); err != nil {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
 			return err
 		}
-		b = b[min(align4(l), len(b)):]
+		if err := f(typ, v); err != nil {
+			return err
+		}
+		b = rest
 	}
 	return nil
+}
+
+// nextAttr splits the first attribute off b (at least 4 bytes): its type without the
+// nested/byte-order bits, its value, and what follows it. The parsers of the read path loop
+// with it rather than with forAttrs: no closure, nothing escapes.
+func nextAttr(b []byte) (typ uint16, v, rest []byte, err error) {
+	l := int(binary.NativeEndian.Uint16(b))
+	if l < 4 || l > len(b) {
+		return 0, nil, nil, fmt.Errorf("bad netlink attribute length %d (%d bytes left)", l, len(b))
+	}
+	return binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask, b[4:l], b[min((l+3)&^3, len(b)):], nil
 }
 
 func u16(v []byte) uint16 {
@@ -460,7 +497,12 @@ func parseAddr(v []byte, af uint16) (netip.Addr, error) {
 // (connections and packets u32, bytes u64).
 func parseStats(b []byte) (Stats, error) {
 	var s Stats
-	err := forAttrs(b, func(typ uint16, v []byte) error {
+	for len(b) >= 4 {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
+			return s, err
+		}
+		b = rest
 		switch typ {
 		case ipvsStatsConns:
 			s.Conns = u64(v)
@@ -473,9 +515,8 @@ func parseStats(b []byte) (Stats, error) {
 		case ipvsStatsOutBytes:
 			s.BytesOut = u64(v)
 		}
-		return nil
-	})
-	return s, err
+	}
+	return s, nil
 }
 
 // parseService reads the attributes of IPVS_CMD_ATTR_SERVICE. fwmark is non-zero for a
@@ -483,7 +524,12 @@ func parseStats(b []byte) (Stats, error) {
 func parseService(b []byte) (vs VirtualService, fwmark uint32, err error) {
 	var af uint16
 	var addr, netmask, stats, stats64 []byte
-	err = forAttrs(b, func(typ uint16, v []byte) error {
+	for len(b) >= 4 {
+		var typ uint16
+		var v []byte
+		if typ, v, b, err = nextAttr(b); err != nil {
+			return vs, 0, err
+		}
 		switch typ {
 		case ipvsSvcAttrAF:
 			af = u16(v)
@@ -496,7 +542,7 @@ func parseService(b []byte) (vs VirtualService, fwmark uint32, err error) {
 		case ipvsSvcAttrFwmark:
 			fwmark = u32(v)
 		case ipvsSvcAttrSchedName:
-			vs.Scheduler = cString(v)
+			vs.Scheduler = schedulerName(v)
 		case ipvsSvcAttrFlags:
 			vs.Flags = u32(v) &^ flagHashed
 		case ipvsSvcAttrTimeout:
@@ -508,10 +554,6 @@ func parseService(b []byte) (vs VirtualService, fwmark uint32, err error) {
 		case ipvsSvcAttrStats64:
 			stats64 = v
 		}
-		return nil
-	})
-	if err != nil {
-		return vs, 0, err
 	}
 	if fwmark != 0 {
 		return vs, fwmark, nil
@@ -540,7 +582,12 @@ func parseDest(b []byte, svcAF uint16) (Dest, error) {
 	af := svcAF
 	var addr, stats, stats64 []byte
 	var port uint16
-	err := forAttrs(b, func(typ uint16, v []byte) error {
+	for len(b) >= 4 {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
+			return d, err
+		}
+		b = rest
 		switch typ {
 		case ipvsDestAttrAddr:
 			addr = v
@@ -561,10 +608,6 @@ func parseDest(b []byte, svcAF uint16) (Dest, error) {
 		case ipvsDestAttrStats64:
 			stats64 = v
 		}
-		return nil
-	})
-	if err != nil {
-		return d, err
 	}
 	a, err := parseAddr(addr, af)
 	if err != nil {
@@ -579,11 +622,41 @@ func parseDest(b []byte, svcAF uint16) (Dest, error) {
 	return d, err
 }
 
-func cString(v []byte) string {
-	for i, c := range v {
-		if c == 0 {
-			return string(v[:i])
-		}
+// schedulerName returns the NUL-terminated scheduler name in v; the kernel's own schedulers
+// cost no allocation.
+func schedulerName(v []byte) string {
+	if i := bytes.IndexByte(v, 0); i >= 0 {
+		v = v[:i]
+	}
+	switch string(v) {
+	case "rr":
+		return "rr"
+	case "wrr":
+		return "wrr"
+	case "lc":
+		return "lc"
+	case "wlc":
+		return "wlc"
+	case "lblc":
+		return "lblc"
+	case "lblcr":
+		return "lblcr"
+	case "dh":
+		return "dh"
+	case "sh":
+		return "sh"
+	case "sed":
+		return "sed"
+	case "nq":
+		return "nq"
+	case "mh":
+		return "mh"
+	case "fo":
+		return "fo"
+	case "ovf":
+		return "ovf"
+	case "twos":
+		return "twos"
 	}
 	return string(v)
 }
@@ -594,12 +667,17 @@ func cmdAttr(payload []byte, typ uint16) ([]byte, error) {
 		return nil, fmt.Errorf("short generic netlink message")
 	}
 	var out []byte
-	err := forAttrs(payload[genlHdrLen:], func(t uint16, v []byte) error {
+	var err error
+	for b := payload[genlHdrLen:]; len(b) >= 4; {
+		var t uint16
+		var v []byte
+		if t, v, b, err = nextAttr(b); err != nil {
+			break
+		}
 		if t == typ {
 			out = v
 		}
-		return nil
-	})
+	}
 	if err == nil && out == nil {
 		err = fmt.Errorf("generic netlink message without attribute %d", typ)
 	}
@@ -610,59 +688,62 @@ func cmdAttr(payload []byte, typ uint16) ([]byte, error) {
 
 // readUntil reads messages and hands those with sequence number seq to f until f reports done
 // or returns an error, or a dump ends (NLMSG_DONE). Messages with other numbers are stale
-// answers and are dropped.
-func (c *ipvsClient) readUntil(seq uint32, f func(nlMsg) (bool, error)) error {
+// answers and are dropped. It reads with recvMany (the answers of a request mostly come in
+// one system call) and walks the datagrams in place.
+func (c *ipvsClient) readUntil(seq uint32, f func(typ, flags uint16, payload []byte) (bool, error)) error {
 	for {
-		n, err := c.t.recv(c.rbuf, false)
+		k, err := c.t.recvMany(c.segs[:], c.lens[:])
 		if err != nil {
 			return err
 		}
-		msgs, err := parseMsgs(c.rbuf[:n])
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if m.seq != seq {
-				continue
-			}
-			if m.typ == nlmsgDoneType {
-				return nil
-			}
-			done, err := f(m)
-			if err != nil || done {
-				return err
+		for i := 0; i < k; i++ {
+			b := c.segs[i][:c.lens[i]]
+			for len(b) >= nlmsgHdrLen {
+				l := int(binary.NativeEndian.Uint32(b))
+				if l < nlmsgHdrLen || l > len(b) {
+					return fmt.Errorf("bad netlink message length %d (%d bytes left)", l, len(b))
+				}
+				typ, flags := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint16(b[6:])
+				mseq, payload := binary.NativeEndian.Uint32(b[8:]), b[nlmsgHdrLen:l]
+				b = b[min(align4(l), len(b)):]
+				if mseq != seq {
+					continue
+				}
+				if typ == nlmsgDoneType {
+					return nil
+				}
+				done, err := f(typ, flags, payload)
+				if err != nil || done {
+					return err
+				}
 			}
 		}
 	}
 }
 
-// dump sends a dump request and calls f for each answer.
-func (c *ipvsClient) dump(cmd uint8, attrs func([]byte) []byte, f func(payload []byte) error) error {
-	seq := c.nextSeq(1)
-	b := beginMsg(c.wbuf[:0], c.family, nlmFRequest|nlmFDump, seq, cmd)
-	if attrs != nil {
-		b = attrs(b)
-	}
-	finishMsg(b, 0)
-	c.wbuf = b
-	if err := c.t.send(b); err != nil {
+// errnoOf is the error of an NLMSG_ERROR payload (nil for an acknowledgement).
+func errnoOf(payload []byte) error { return nlMsg{payload: payload}.errno() }
+
+// dump sends the dump request b (sequence number seq) and calls f for each answer.
+func (c *ipvsClient) dump(b []byte, seq uint32, f func(payload []byte) error) error {
+	if err := c.t.request(b); err != nil {
 		return err
 	}
 	var ferr error
-	err := c.readUntil(seq, func(m nlMsg) (bool, error) {
+	err := c.readUntil(seq, func(typ, flags uint16, payload []byte) (bool, error) {
 		switch {
-		case m.typ == nlmsgErrorType:
-			if errno := m.errno(); errno != nil {
+		case typ == nlmsgErrorType:
+			if errno := errnoOf(payload); errno != nil {
 				return true, errno
 			}
 			return true, nil
-		case m.typ != c.family:
+		case typ != c.family:
 			return false, nil
-		case m.flags&nlmFDumpIntr != 0:
+		case flags&nlmFDumpIntr != 0:
 			return true, fmt.Errorf("the dump was interrupted by a concurrent change (NLM_F_DUMP_INTR)")
 		}
 		if ferr == nil {
-			ferr = f(m.payload)
+			ferr = f(payload)
 		}
 		return false, nil
 	})
@@ -674,11 +755,20 @@ func (c *ipvsClient) dump(cmd uint8, attrs func([]byte) []byte, f func(payload [
 
 // services dumps the virtual services and then, one dump each, their real servers
 // (firewall-mark services are skipped: they are not the director's).
+//
+// This is the full read of a resync, at up to tens of thousands of services, so it is lean:
+// each real-server dump is one write and (mostly) one read, made without the runtime's system
+// call hand-off (see netlinkSocket.request), parsed in place, and copied once into a slice of
+// its size.
 func (c *ipvsClient) services() ([]VirtualService, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []VirtualService
-	err := c.dump(ipvsCmdGetService, nil, func(p []byte) error {
+	seq := c.nextSeq(1)
+	b := beginMsg(c.wbuf[:0], c.family, nlmFRequest|nlmFDump, seq, ipvsCmdGetService)
+	finishMsg(b, 0)
+	c.wbuf = b
+	err := c.dump(b, seq, func(p []byte) error {
 		a, err := cmdAttr(p, ipvsCmdAttrService)
 		if err != nil {
 			return err
@@ -695,24 +785,18 @@ func (c *ipvsClient) services() ([]VirtualService, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s dump: %w", ipvsCmdNames[ipvsCmdGetService], err)
 	}
+	kept := out[:0]
 	for i := range out {
-		vs := &out[i]
-		err := c.dumpDests(vs)
+		err := c.dumpDests(&out[i])
 		if errors.Is(err, unix.ESRCH) {
-			// The service went away between the two dumps.
-			out[i].Key = ServiceKey{}
-			continue
+			continue // the service went away between the two dumps
 		}
 		if err != nil {
 			return nil, err
 		}
+		kept = append(kept, out[i])
 	}
-	kept := out[:0]
-	for _, vs := range out {
-		if vs.Key.Addr.IsValid() {
-			kept = append(kept, vs)
-		}
-	}
+	clear(out[len(kept):])
 	return kept, nil
 }
 
@@ -720,7 +804,13 @@ func (c *ipvsClient) services() ([]VirtualService, error) {
 // the kernel has no such service.
 func (c *ipvsClient) dumpDests(vs *VirtualService) error {
 	af := afOf(vs.Key.Addr)
-	err := c.dump(ipvsCmdGetDest, func(b []byte) []byte { return appendServiceAttr(b, vs, false) }, func(p []byte) error {
+	seq := c.nextSeq(1)
+	b := beginMsg(c.wbuf[:0], c.family, nlmFRequest|nlmFDump, seq, ipvsCmdGetDest)
+	b = appendServiceAttr(b, vs, false)
+	finishMsg(b, 0)
+	c.wbuf = b
+	ds := append(c.dests[:0], vs.Dests...)
+	err := c.dump(b, seq, func(p []byte) error {
 		a, err := cmdAttr(p, ipvsCmdAttrDest)
 		if err != nil {
 			return err
@@ -729,14 +819,45 @@ func (c *ipvsClient) dumpDests(vs *VirtualService) error {
 		if err != nil {
 			return err
 		}
-		vs.Dests = append(vs.Dests, d)
+		ds = append(ds, d)
 		return nil
 	})
+	c.dests = ds[:0]
 	if err != nil {
 		return fmt.Errorf("%s dump of %s: %w", ipvsCmdNames[ipvsCmdGetDest], vs.Key, err)
 	}
-	vs.sortDests()
+	if len(ds) > 0 {
+		vs.Dests = sortedDests(ds)
+	}
 	return nil
+}
+
+// sortedDests returns a copy of ds, of its size, sorted by address (as sortDests). The kernel
+// lists a service's real servers newest first, so a table programmed in order comes back in
+// descending order: that is copied reversed, and then only checked, instead of moving every
+// element (each move of a Dest, which holds a pointer, costs a write barrier while the
+// collector runs).
+func sortedDests(ds []Dest) []Dest {
+	out := make([]Dest, len(ds))
+	n := len(ds) - 1
+	i := 0
+	for i < n && ds[i].Addr.Compare(ds[i+1].Addr) > 0 {
+		i++
+	}
+	if i == n {
+		for j := range ds {
+			out[n-j] = ds[j]
+		}
+		return out
+	}
+	copy(out, ds)
+	for i := 0; i < n; i++ {
+		if out[i].Addr.Compare(out[i+1].Addr) > 0 {
+			slices.SortFunc(out, func(a, b Dest) int { return a.Addr.Compare(b.Addr) })
+			break
+		}
+	}
+	return out
 }
 
 // service reads one virtual service (one request) and its real servers (one dump); found is
@@ -750,18 +871,18 @@ func (c *ipvsClient) service(key ServiceKey) (vs VirtualService, found bool, err
 	b = appendServiceAttr(b, &q, false)
 	finishMsg(b, 0)
 	c.wbuf = b
-	if err := c.t.send(b); err != nil {
+	if err := c.t.request(b); err != nil {
 		return vs, false, fmt.Errorf("%s %s: %w", ipvsCmdNames[ipvsCmdGetService], key, err)
 	}
 	var perr error
-	err = c.readUntil(seq, func(m nlMsg) (bool, error) {
+	err = c.readUntil(seq, func(typ, _ uint16, payload []byte) (bool, error) {
 		switch {
-		case m.typ == nlmsgErrorType:
-			return true, m.errno() // the acknowledgement, or the error
-		case m.typ != c.family:
+		case typ == nlmsgErrorType:
+			return true, errnoOf(payload) // the acknowledgement, or the error
+		case typ != c.family:
 			return false, nil
 		}
-		a, err := cmdAttr(m.payload, ipvsCmdAttrService)
+		a, err := cmdAttr(payload, ipvsCmdAttrService)
 		if err == nil {
 			vs, _, err = parseService(a)
 		}
@@ -932,7 +1053,13 @@ func msgOffset(b []byte, i int) int {
 // --- the socket -----------------------------------------------------------------------------
 
 // netlinkSocket is a NETLINK_GENERIC socket.
-type netlinkSocket struct{ fd int }
+type netlinkSocket struct {
+	fd int
+	// recvMany's arguments to recvmmsg, in the heap (see ipvsnl_raw_linux.go).
+	msgs  [recvSegs]mmsghdr
+	iovs  [recvSegs]unix.Iovec
+	names [recvSegs]unix.RawSockaddrNetlink
+}
 
 // recvTimeout bounds a wait for the kernel's answer.
 const recvTimeout = 60 * time.Second

@@ -351,6 +351,21 @@ func (f *fakeNL) recv(buf []byte, nonblock bool) (int, error) {
 	return n, nil
 }
 
+func (f *fakeNL) request(b []byte) error { return f.send(b) }
+
+func (f *fakeNL) recvMany(bufs [][]byte, ns []int) (int, error) {
+	// Like recvmmsg: an error after the first datagram waits for the next call.
+	k := 0
+	for ; k < len(bufs) && (k == 0 || !f.overflow && len(f.queue) > 0); k++ {
+		n, err := f.recv(bufs[k], false)
+		if err != nil {
+			return 0, err
+		}
+		ns[k] = n
+	}
+	return k, nil
+}
+
 func (f *fakeNL) close() error { return nil }
 
 func newFakeClient(f *fakeNL) *ipvsClient {
@@ -552,6 +567,8 @@ func TestServicesDumpError(t *testing.T) {
 type noSendNL struct{ *fakeNL }
 
 func (n *noSendNL) send([]byte) error { return nil }
+
+func (n *noSendNL) request([]byte) error { return nil }
 
 // getService answers a (non-dump) IPVS_CMD_GET_SERVICE: the service and an acknowledgement,
 // or ESRCH.

@@ -524,8 +524,8 @@ func (f *figures) markdown(sizes []int, reps []int) []string {
 			out = append(out, fmt.Sprintf("| same, one acknowledged request per operation, %d services (1 run) | %s | %s | - | %s | - |",
 				n, dur(c["client1"]), dur(c["ipvsadm"]), ratio(medOr0(c["client1"]), medOr0(c["ipvsadm"]))))
 		}
-		out = append(out, fmt.Sprintf("| read back the whole table with the client (1 service dump + 1 real-server dump per service), %d services | %s | - | - | - | - |",
-			n, dur(c["read"])))
+		out = append(out, fmt.Sprintf("| read back the whole table with the client (1 service dump + 1 real-server dump per service), %d services; the baseline column is reading /proc/net/ip_vs in the same namespace | %s | %s | - | %s | - |",
+			n, dur(c["read"]), dur(c["proc"]), ratio(medOr0(c["read"]), medOr0(c["proc"]))))
 	}
 	if f.incrSize > 0 {
 		n := f.incrSize
@@ -618,10 +618,12 @@ func TestBenchLab(t *testing.T) {
 			apply, read := clientRun(t, ns, r, false)
 			f.cold[n]["client"] = append(f.cold[n]["client"], apply)
 			f.cold[n]["read"] = append(f.cold[n]["read"], read)
+			f.cold[n]["proc"] = append(f.cold[n]["proc"], procRead(t, ns))
 			dropNS(t, ns)
 		}
 		report(t, fmt.Sprintf("client-batch.%d", n), fmtDurations(f.cold[n]["client"]))
 		report(t, fmt.Sprintf("client-read.%d", n), fmtDurations(f.cold[n]["read"]))
+		report(t, fmt.Sprintf("proc-read.%d", n), fmtDurations(f.cold[n]["proc"]))
 		if n <= 1000 {
 			ns := newNS("client1")
 			apply, _ := clientRun(t, ns, r, true)
