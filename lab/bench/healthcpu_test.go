@@ -193,19 +193,23 @@ func TestBenchHealthCPU(t *testing.T) {
 		if d.exited() {
 			t.Fatalf("%s exited:\n%s", who, d.logTail())
 		}
+		// The checks done: for the connect checks, the connections the daemon opened (the
+		// kernel's TcpActiveOpens in its namespace: the listeners open none), whether or not the
+		// listeners (another process on the same vCPU) got to accept them; for half-open checks,
+		// which open no connection, the daemon's own count.
 		half := run.check == "tcp_half_open"
-		count := accepted.Load
+		count := func() int64 { return activeOpens(t, ns) }
 		if half {
 			count = func() int64 { return daemonChecks(t, ns) }
 		}
 		pids := d.pids()
-		c0, n0, t0 := cpuTicks(pids), count(), time.Now()
+		c0, n0, a0, t0 := cpuTicks(pids), count(), accepted.Load(), time.Now()
 		time.Sleep(hcWindow)
-		c1, n1, el := cpuTicks(pids), count(), time.Since(t0)
+		c1, n1, a1, el := cpuTicks(pids), count(), accepted.Load(), time.Since(t0)
 		cpu := float64(c1-c0) / 100 / el.Seconds() * 100 // USER_HZ is 100
 		rate := float64(n1-n0) / el.Seconds()
 		_, up := tableCount(t, ns)
-		seen := "seen by the listeners"
+		seen := fmt.Sprintf("done (connections opened, TcpActiveOpens; the listeners accepted %.0f/s)", float64(a1-a0)/el.Seconds())
 		if half {
 			seen = "done (lvs-director's metrics; the listeners accept none)"
 			if a := accepted.Load(); a != 0 {
@@ -248,6 +252,37 @@ func TestBenchHealthCPU(t *testing.T) {
 		hcWindow, row("lvs-director"), row("keepalived"), cpuRatio)
 	fmt.Printf("BENCHMD | CPU of TCP half-open health checks (tcp_half_open vs keepalived TCP_CHECK), 1,000 real servers every 1 s (%v window, %% of one vCPU; ratio of CPU per check) | %s | - | %s | - | %s |\n",
 		hcWindow, row("lvs-director-half-open"), row("keepalived"), ratio("lvs-director-half-open", "keepalived"))
+}
+
+// activeOpens reads the kernel's TcpActiveOpens counter (connections opened) of ns.
+func activeOpens(t *testing.T, ns *e2e.NS) int64 {
+	t.Helper()
+	out, err := ns.Exec("cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatalf("/proc/net/snmp: %v", err)
+	}
+	var head []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if head == nil {
+			head = f
+			continue
+		}
+		for i, name := range head {
+			if name == "ActiveOpens" && i < len(f) {
+				n, err := strconv.ParseInt(f[i], 10, 64)
+				if err != nil {
+					t.Fatalf("/proc/net/snmp ActiveOpens %q: %v", f[i], err)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("no Tcp ActiveOpens in /proc/net/snmp:\n%s", out)
+	return 0
 }
 
 // perCheck is the CPU per check, in ms, of cpu % of one vCPU at rate checks/s.
