@@ -169,21 +169,34 @@ func (p *rsParser) realServer() (rs RealServer, w int, ok bool) {
 	}
 }
 
-// ipv4Token parses a dotted IPv4 address made only of digits and dots.
+// ipv4Token parses a dotted IPv4 address made only of digits and dots (four decimal parts of
+// 0-255 without leading zeros, as netip.ParseAddr takes them), without allocating.
 func ipv4Token(tok []byte) (netip.Addr, bool) {
-	if len(tok) < 7 || len(tok) > 15 {
-		return netip.Addr{}, false
-	}
-	for _, c := range tok {
-		if c != '.' && (c < '0' || c > '9') {
+	var b [4]byte
+	part, digits, v := 0, 0, 0
+	for i := 0; i <= len(tok); i++ {
+		if i == len(tok) || tok[i] == '.' {
+			if digits == 0 || part > 3 {
+				return netip.Addr{}, false
+			}
+			b[part] = byte(v)
+			part, digits, v = part+1, 0, 0
+			continue
+		}
+		c := tok[i]
+		if c < '0' || c > '9' || digits > 0 && v == 0 { // not a digit, or a leading zero
+			return netip.Addr{}, false
+		}
+		v = v*10 + int(c-'0')
+		digits++
+		if v > 255 {
 			return netip.Addr{}, false
 		}
 	}
-	a, err := netip.ParseAddr(string(tok))
-	if err != nil || !a.Is4() {
+	if part != 4 {
 		return netip.Addr{}, false
 	}
-	return a, true
+	return netip.AddrFrom4(b), true
 }
 
 // decimal parses digits without a sign or leading zeros ("0" itself is fine), at most max.
@@ -307,9 +320,26 @@ func plainWord(tok []byte) bool {
 			return false
 		}
 	}
-	switch string(bytes.ToLower(tok)) {
-	case "null", "true", "false", "yes", "no", "on", "off", "y", "n":
-		return false
+	for _, w := range yamlWords {
+		if len(tok) == len(w) && asciiEqualFold(tok, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// yamlWords are the words YAML may read as a boolean or null, in any case.
+var yamlWords = [...]string{"null", "true", "false", "yes", "no", "on", "off", "y", "n"}
+
+func asciiEqualFold(b []byte, s string) bool {
+	for i := range b {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
 	}
 	return true
 }

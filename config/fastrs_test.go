@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -107,4 +108,27 @@ func TestFastItem(t *testing.T) {
 			t.Errorf("%q: ok %v, want %v", c.item, ok, c.ok)
 		}
 	}
+}
+
+// ipv4Token takes exactly what netip.ParseAddr takes as an IPv4 address.
+func TestIPv4Token(t *testing.T) {
+	for _, s := range []string{"10.0.0.1", "0.0.0.0", "255.255.255.255", "1.2.3.4", "10.0.0.256", "10.0.0", "10.0.0.1.2",
+		"010.0.0.1", "10.00.0.1", "10..0.1", ".10.0.0", "10.0.0.", "1.2.3.4a", "", "1234.1.1.1", "10.0.0.0"} {
+		got, ok := ipv4Token([]byte(s))
+		want, err := netip.ParseAddr(s)
+		if ok != (err == nil && want.Is4()) || ok && got != want {
+			t.Errorf("%q: got %v %v, netip.ParseAddr %v %v", s, got, ok, want, err)
+		}
+	}
+}
+
+func FuzzIPv4Token(f *testing.F) {
+	f.Add("10.0.0.1")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := ipv4Token([]byte(s))
+		want, err := netip.ParseAddr(s)
+		if ok != (err == nil && want.Is4()) || ok && got != want {
+			t.Fatalf("%q: got %v %v, netip.ParseAddr %v %v", s, got, ok, want, err)
+		}
+	})
 }
