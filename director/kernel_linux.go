@@ -158,41 +158,9 @@ func (k *LinuxKernel) DelAddr(name string, a netip.Addr) error {
 }
 
 // ApplyAddrs implements AddrBatcher: the interface is looked up once for the whole batch (so a
-// deleted and recreated interface is found again at the next sync) and every address operation
-// goes over one rtnetlink socket.
-func (k *LinuxKernel) ApplyAddrs(name string, ops []Op) []error {
-	errs := make([]error, len(ops))
-	fail := func(err error) []error {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return fail(err)
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return fail(err)
-	}
-	for i, op := range ops {
-		addr := &netlink.Addr{IPNet: hostNet(op.VIP)}
-		switch op.Kind {
-		case OpAddVIP:
-			if op.VIP.Is6() {
-				addr.Flags = unix.IFA_F_NODAD
-			}
-			errs[i] = h.AddrAdd(l, addr)
-		case OpDelVIP:
-			errs[i] = h.AddrDel(l, addr)
-		default:
-			errs[i] = fmt.Errorf("%s is not an address operation", op.Kind)
-		}
-	}
-	return errs
-}
+// deleted and recreated interface is found again at the next sync) and the address operations
+// go to the kernel in batches over one route netlink socket (applyAddrBatch).
+func (k *LinuxKernel) ApplyAddrs(name string, ops []Op) []error { return applyAddrBatch(name, ops) }
 
 // SetSysctl writes a value under /proc/sys, e.g. SetSysctl("net.ipv4.ip_forward", "1").
 func (k *LinuxKernel) SetSysctl(name, value string) error {

@@ -1,0 +1,91 @@
+package director
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// inNewNetns runs f on a thread in a new network namespace (needs root; skipped where the
+// sandbox forbids it).
+func inNewNetns(t *testing.T, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var skip error
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			skip = err
+			return
+		}
+		f()
+	}()
+	<-done
+	if skip != nil {
+		t.Skipf("no network namespace here: %v", skip)
+	}
+}
+
+// Address batches: many operations (more than one write), each with its own result.
+func TestApplyAddrBatch(t *testing.T) {
+	inNewNetns(t, func() {
+		var ops []Op
+		for i := 0; i < 300; i++ {
+			ops = append(ops, Op{Kind: OpAddVIP, VIP: netip.AddrFrom4([4]byte{10, 77, byte(i >> 8), byte(i)})})
+		}
+		ops = append(ops, Op{Kind: OpAddVIP, VIP: netip.MustParseAddr("2001:db8::7")})
+		ops = append(ops, Op{Kind: OpAddVIP, VIP: netip.AddrFrom4([4]byte{10, 77, 0, 5})}) // again
+		errs := applyAddrBatch("lo", ops)
+		for i, err := range errs[:301] {
+			if err != nil {
+				t.Errorf("op %d %s: %v", i, ops[i].VIP, err)
+			}
+		}
+		if !errors.Is(errs[301], unix.EEXIST) {
+			t.Errorf("adding an address twice: %v, want EEXIST", errs[301])
+		}
+		have := loAddrs(t)
+		for _, op := range ops {
+			if !have[op.VIP] {
+				t.Errorf("%s not on lo", op.VIP)
+			}
+		}
+		del := []Op{{Kind: OpDelVIP, VIP: netip.MustParseAddr("10.77.1.1")}, {Kind: OpDelVIP, VIP: netip.MustParseAddr("10.99.0.1")},
+			{Kind: OpDelVIP, VIP: netip.MustParseAddr("2001:db8::7")}, {Kind: OpAddService}}
+		errs = applyAddrBatch("lo", del)
+		if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], unix.EADDRNOTAVAIL) || errs[3] == nil {
+			t.Errorf("deletes: %v", errs)
+		}
+		have = loAddrs(t)
+		if have[del[0].VIP] || have[del[2].VIP] || !have[netip.MustParseAddr("10.77.1.2")] {
+			t.Errorf("after the deletes: %v", have)
+		}
+		if errs := applyAddrBatch("no-such-if", ops[:2]); errs[0] == nil || errs[1] == nil {
+			t.Errorf("unknown interface: %v", errs)
+		}
+	})
+}
+
+func loAddrs(t *testing.T) map[netip.Addr]bool {
+	ifi, err := net.InterfaceByName("lo")
+	if err != nil {
+		panic(fmt.Sprint(err))
+	}
+	as, err := ifi.Addrs()
+	if err != nil {
+		panic(fmt.Sprint(err))
+	}
+	m := map[netip.Addr]bool{}
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			m[p.Addr()] = true
+		}
+	}
+	return m
+}
