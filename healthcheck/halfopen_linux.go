@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -46,16 +45,12 @@ import (
 // in flight the loop wakes at least every halfQuantum and reads their queued replies then, so
 // that replies arriving one by one (from a real network) do not wake it one by one.
 type halfLoop struct {
-	epfd, evfd int
+	epfd int
+	loopInbox
 	raw4, raw6 int   // raw6 is -1 when IPv6 is not available
 	err6       error // why raw6 is -1
 	route4     int   // UDP socket connected to a target to learn the kernel's source address
 	portFamily int   // family of the reservation sockets
-
-	mu     sync.Mutex
-	inbox  []loopOp
-	closed bool
-	done   chan struct{}
 
 	// Owned by the loop goroutine.
 	jobs     jobHeap
@@ -130,8 +125,8 @@ type replyBatch struct {
 // newHalfOpenLoop starts the Linux checkLoop of tcp_half_open targets. It fails when the raw
 // IPv4 socket cannot be opened (no CAP_NET_RAW); without IPv6, only IPv6 targets fail.
 func newHalfOpenLoop() (checkLoop, error) {
-	l := &halfLoop{epfd: -1, evfd: -1, raw4: -1, raw6: -1, route4: -1,
-		flying: map[flightKey]*tcpJob{}, done: make(chan struct{})}
+	l := &halfLoop{epfd: -1, loopInbox: loopInbox{evfd: -1, done: make(chan struct{})}, raw4: -1, raw6: -1, route4: -1,
+		flying: map[flightKey]*tcpJob{}}
 	if err := l.open(); err != nil {
 		l.closeAll()
 		return nil, err
@@ -319,36 +314,6 @@ func (l *halfLoop) initBatches() {
 	}
 }
 
-func (l *halfLoop) add(j *tcpJob)    { l.post(loopOp{j: j}) }
-func (l *halfLoop) remove(j *tcpJob) { l.post(loopOp{j: j, remove: true}) }
-
-func (l *halfLoop) post(op loopOp) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.inbox = append(l.inbox, op)
-	wake := len(l.inbox) == 1
-	l.mu.Unlock()
-	if wake {
-		one := [8]byte{1}
-		_, _ = unix.Write(l.evfd, one[:])
-	}
-}
-
-func (l *halfLoop) close() {
-	l.mu.Lock()
-	already := l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !already {
-		one := [8]byte{1}
-		_, _ = unix.Write(l.evfd, one[:])
-	}
-	<-l.done
-}
-
 func (l *halfLoop) run() {
 	defer close(l.done)
 	for {
@@ -389,12 +354,7 @@ func (l *halfLoop) run() {
 
 // drain applies the inbox; it returns true when the loop is to stop.
 func (l *halfLoop) drain(now time.Time) bool {
-	var buf [8]byte
-	_, _ = unix.Read(l.evfd, buf[:])
-	l.mu.Lock()
-	ops, closed := l.inbox, l.closed
-	l.inbox = nil
-	l.mu.Unlock()
+	ops, closed := l.take()
 	if closed {
 		return true
 	}

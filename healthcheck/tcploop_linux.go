@@ -29,12 +29,8 @@ import (
 // deadline and never delays another check. Other goroutines add and remove jobs through an
 // inbox guarded by mu and wake the loop with an eventfd.
 type epollLoop struct {
-	epfd, evfd int
-
-	mu     sync.Mutex
-	inbox  []loopOp
-	closed bool
-	done   chan struct{}
+	epfd int
+	loopInbox
 
 	// Owned by the loop goroutine.
 	jobs   jobHeap
@@ -49,6 +45,60 @@ type epollLoop struct {
 type loopOp struct {
 	j      *tcpJob
 	remove bool
+}
+
+// loopInbox hands jobs to a check loop's goroutine and wakes it through an eventfd (evfd, in
+// the loop's epoll set); done is closed when the loop has ended.
+type loopInbox struct {
+	evfd   int
+	mu     sync.Mutex
+	ops    []loopOp
+	closed bool
+	done   chan struct{}
+}
+
+func (b *loopInbox) add(j *tcpJob)    { b.post(loopOp{j: j}) }
+func (b *loopInbox) remove(j *tcpJob) { b.post(loopOp{j: j, remove: true}) }
+
+func (b *loopInbox) post(op loopOp) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.ops = append(b.ops, op)
+	wake := len(b.ops) == 1 // else a wake-up is pending already
+	b.mu.Unlock()
+	if wake {
+		b.wake()
+	}
+}
+
+func (b *loopInbox) wake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(b.evfd, one[:]) // EAGAIN: the counter is full, the loop is woken anyway
+}
+
+// close tells the loop to stop and waits until it has.
+func (b *loopInbox) close() {
+	b.mu.Lock()
+	already := b.closed
+	b.closed = true
+	b.mu.Unlock()
+	if !already {
+		b.wake()
+	}
+	<-b.done
+}
+
+// take empties the inbox (and resets the eventfd); closed tells the loop to stop.
+func (b *loopInbox) take() (ops []loopOp, closed bool) {
+	var buf [8]byte
+	_, _ = unix.Read(b.evfd, buf[:])
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ops, b.ops = b.ops, nil
+	return ops, b.closed
 }
 
 // wakeSlot is the event data of the eventfd; job slots are 0 and up.
@@ -150,42 +200,9 @@ func newEpollLoop() (*epollLoop, error) {
 		file.Close()
 		return nil, fmt.Errorf("epoll descriptor: %w", err)
 	}
-	l := &epollLoop{epfd: epfd, evfd: evfd, file: file, raw: raw, done: make(chan struct{})}
+	l := &epollLoop{epfd: epfd, loopInbox: loopInbox{evfd: evfd, done: make(chan struct{})}, file: file, raw: raw}
 	go l.run()
 	return l, nil
-}
-
-func (l *epollLoop) add(j *tcpJob)    { l.post(loopOp{j: j}) }
-func (l *epollLoop) remove(j *tcpJob) { l.post(loopOp{j: j, remove: true}) }
-
-func (l *epollLoop) post(op loopOp) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.inbox = append(l.inbox, op)
-	wake := len(l.inbox) == 1 // else a wake-up is pending already
-	l.mu.Unlock()
-	if wake {
-		l.wake()
-	}
-}
-
-func (l *epollLoop) wake() {
-	one := [8]byte{1}
-	_, _ = unix.Write(l.evfd, one[:]) // EAGAIN: the counter is full, the loop is woken anyway
-}
-
-func (l *epollLoop) close() {
-	l.mu.Lock()
-	already := l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !already {
-		l.wake()
-	}
-	<-l.done
 }
 
 func (l *epollLoop) run() {
@@ -239,12 +256,7 @@ func (l *epollLoop) wait(timeout int) (int, error) {
 
 // drain applies the inbox; it returns true when the loop is to stop.
 func (l *epollLoop) drain(now time.Time) bool {
-	var buf [8]byte
-	_, _ = unix.Read(l.evfd, buf[:])
-	l.mu.Lock()
-	ops, closed := l.inbox, l.closed
-	l.inbox = nil
-	l.mu.Unlock()
+	ops, closed := l.take()
 	if closed {
 		return true
 	}
