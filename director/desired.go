@@ -2,7 +2,7 @@ package director
 
 import (
 	"net/netip"
-	"sort"
+	"slices"
 
 	"github.com/lvs-director/lvs-director/config"
 )
@@ -48,7 +48,10 @@ func Desired(services []config.Service, health HealthFunc, drained DrainedFunc) 
 		out = append(out, vs)
 		hs = append(hs, h)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })
+	byKey := func(a, b VirtualService) int { return a.Key.compare(b.Key) }
+	if !slices.IsSortedFunc(out, byKey) { // files list services in order more often than not
+		slices.SortStableFunc(out, byKey)
+	}
 	return out, hs
 }
 

@@ -6,6 +6,7 @@
 package director
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -72,14 +73,16 @@ func (k ServiceKey) String() string {
 }
 
 // Less orders keys by address, port and protocol.
-func (k ServiceKey) Less(o ServiceKey) bool {
+func (k ServiceKey) Less(o ServiceKey) bool { return k.compare(o) < 0 }
+
+func (k ServiceKey) compare(o ServiceKey) int {
 	if c := k.Addr.Compare(o.Addr); c != 0 {
-		return c < 0
+		return c
 	}
 	if k.Port != o.Port {
-		return k.Port < o.Port
+		return cmp.Compare(k.Port, o.Port)
 	}
-	return k.Protocol < o.Protocol
+	return cmp.Compare(k.Protocol, o.Protocol)
 }
 
 // DestKey identifies a real server inside a virtual service.
@@ -119,7 +122,10 @@ type Dest struct {
 }
 
 func (s *VirtualService) sortDests() {
-	slices.SortFunc(s.Dests, func(a, b Dest) int { return a.Addr.Compare(b.Addr) })
+	byAddr := func(a, b Dest) int { return a.Addr.Compare(b.Addr) }
+	if !slices.IsSortedFunc(s.Dests, byAddr) {
+		slices.SortFunc(s.Dests, byAddr)
+	}
 }
 
 func (s *VirtualService) sameAttrs(o *VirtualService) bool {
