@@ -148,7 +148,7 @@ func startDaemon(t testing.TB, ns *e2e.NS, logFile string, args ...string) *proc
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = f, f
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
+	if err := e2e.StartCmd(d.cmd); err != nil {
 		t.Fatalf("start %v: %v", args, err)
 	}
 	go func() { d.cmd.Wait(); f.Close(); close(d.done) }()

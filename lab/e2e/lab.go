@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,6 +289,37 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
+// StartCmd starts cmd from one OS thread that lives as long as the test binary. Pdeathsig
+// (SIGKILL to the lab's processes if the test binary dies) is sent when the *thread* that
+// forked the child ends, not the process: started from an arbitrary goroutine, a process was
+// killed as soon as a goroutine that had locked that same thread (to enter a namespace, like
+// StartProber's) returned, and the thread with it (seen as a director that vanished, "signal:
+// killed", right after a prober stopped).
+func StartCmd(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnCh = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread forks every lab process
+			for r := range spawnCh {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawnCh <- spawnReq{cmd: cmd, done: done}
+	return <-done
+}
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var (
+	spawnOnce sync.Once
+	spawnCh   chan spawnReq
+)
+
 // Start starts a background process in the namespace; it is stopped at
 // cleanup (SIGTERM, then SIGKILL after 3 s) and its output is logged if the
 // test failed.
@@ -298,7 +330,7 @@ func (ns *NS) Start(args ...string) *Proc {
 	p.cmd.Stdout = &p.out
 	p.cmd.Stderr = &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	if err := StartCmd(p.cmd); err != nil {
 		ns.lab.t.Fatalf("start %s: %v", p, err)
 	}
 	go func() {

@@ -214,7 +214,7 @@ func startTS(t testing.TB, ns *NS, name string, args ...string) *tsProc {
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	if err := StartCmd(p.cmd); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
 	}
 	go func() {
