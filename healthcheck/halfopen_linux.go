@@ -129,6 +129,7 @@ func newHalfOpenLoop() (checkLoop, error) {
 		flying: map[flightKey]*tcpJob{}}
 	if err := l.open(); err != nil {
 		l.closeAll()
+		l.closeEventfd()
 		return nil, err
 	}
 	file := os.NewFile(uintptr(l.epfd), "epoll")
@@ -137,6 +138,7 @@ func newHalfOpenLoop() (checkLoop, error) {
 		l.epfd = -1 // owned by file
 		file.Close()
 		l.closeAll()
+		l.closeEventfd()
 		return nil, fmt.Errorf("epoll descriptor: %w", err)
 	}
 	l.file, l.raw = file, raw
@@ -336,7 +338,7 @@ func (l *halfLoop) run() {
 		}
 		now := time.Now()
 		for i := range n {
-			if l.events[i].Fd == wakeSlot && l.drain(now) {
+			if l.events[i].Fd == wakeSlot && l.apply(l, now) {
 				l.closeAll()
 				return
 			}
@@ -350,22 +352,6 @@ func (l *halfLoop) run() {
 		}
 		l.due(time.Now())
 	}
-}
-
-// drain applies the inbox; it returns true when the loop is to stop.
-func (l *halfLoop) drain(now time.Time) bool {
-	ops, closed := l.take()
-	if closed {
-		return true
-	}
-	for _, op := range ops {
-		if op.remove {
-			l.drop(op.j)
-		} else {
-			l.insert(op.j, now)
-		}
-	}
-	return false
 }
 
 func (l *halfLoop) insert(j *tcpJob, now time.Time) {
@@ -468,17 +454,25 @@ func (l *halfLoop) land(j *tcpJob) {
 }
 
 // closeAll closes every descriptor the loop holds.
+// closeEventfd closes the eventfd of a loop that never started (close() does it otherwise).
+func (l *halfLoop) closeEventfd() {
+	if l.evfd >= 0 {
+		unix.Close(l.evfd)
+		l.evfd = -1
+	}
+}
+
 func (l *halfLoop) closeAll() {
 	for _, j := range l.jobs {
 		j.sport, j.inLoop = 0, false
 	}
 	l.jobs, l.flying = nil, nil
-	for _, fd := range append([]int{l.evfd, l.raw4, l.raw6, l.route4}, l.portFDs...) {
+	for _, fd := range append([]int{l.raw4, l.raw6, l.route4}, l.portFDs...) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
-	l.evfd, l.raw4, l.raw6, l.route4, l.ports, l.portFDs = -1, -1, -1, -1, nil, nil
+	l.raw4, l.raw6, l.route4, l.ports, l.portFDs = -1, -1, -1, nil, nil // the eventfd: close()
 	if l.file != nil {
 		l.file.Close() // closes epfd
 	} else if l.epfd >= 0 {

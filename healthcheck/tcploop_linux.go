@@ -79,7 +79,9 @@ func (b *loopInbox) wake() {
 	_, _ = unix.Write(b.evfd, one[:]) // EAGAIN: the counter is full, the loop is woken anyway
 }
 
-// close tells the loop to stop and waits until it has.
+// close tells the loop to stop and waits until it has. The eventfd is closed here, once the
+// loop has ended: closed by the loop, it raced with this wake-up's write (whose descriptor
+// number could by then belong to another file).
 func (b *loopInbox) close() {
 	b.mu.Lock()
 	already := b.closed
@@ -89,6 +91,31 @@ func (b *loopInbox) close() {
 		b.wake()
 	}
 	<-b.done
+	if !already {
+		unix.Close(b.evfd)
+	}
+}
+
+// loopJobs is what a check loop does with the jobs its inbox hands over.
+type loopJobs interface {
+	insert(j *tcpJob, now time.Time)
+	drop(j *tcpJob)
+}
+
+// apply hands the inbox's jobs to the loop s; it returns true when the loop is to stop.
+func (b *loopInbox) apply(s loopJobs, now time.Time) bool {
+	ops, closed := b.take()
+	if closed {
+		return true
+	}
+	for _, op := range ops {
+		if op.remove {
+			s.drop(op.j)
+		} else {
+			s.insert(op.j, now)
+		}
+	}
+	return false
 }
 
 // take empties the inbox (and resets the eventfd); closed tells the loop to stop.
@@ -231,7 +258,7 @@ func (l *epollLoop) run() {
 			for i := range n {
 				ev := &l.events[i]
 				if ev.Fd == wakeSlot {
-					if l.drain(now) {
+					if l.apply(l, now) {
 						l.shutdown()
 						return
 					}
@@ -252,22 +279,6 @@ func (l *epollLoop) run() {
 // the goroutine parks in Go's poller until epfd is readable or the deadline passes.
 func (l *epollLoop) wait(timeout int) (int, error) {
 	return parkedWait(l.epfd, l.file, l.raw, l.events[:], timeout)
-}
-
-// drain applies the inbox; it returns true when the loop is to stop.
-func (l *epollLoop) drain(now time.Time) bool {
-	ops, closed := l.take()
-	if closed {
-		return true
-	}
-	for _, op := range ops {
-		if op.remove {
-			l.drop(op.j)
-		} else {
-			l.insert(op.j, now)
-		}
-	}
-	return false
 }
 
 func (l *epollLoop) insert(j *tcpJob, now time.Time) {
@@ -367,8 +378,7 @@ func (l *epollLoop) shutdown() {
 		j.inLoop = false
 	}
 	l.jobs, l.slots, l.free = nil, nil, nil
-	unix.Close(l.evfd)
-	l.file.Close() // closes epfd
+	l.file.Close() // closes epfd; close() closes the eventfd
 }
 
 // wakeQuantum rounds up the loop's sleeps: a check starts (or times out) up to this much after
