@@ -104,6 +104,9 @@ func TestBGPAnnounceWithdraw(t *testing.T) {
 		kr := bl.router.KernelRoute(bl.vip)
 		return strings.Contains(kr, "via 10.100.1.1") && strings.Contains(kr, "proto bird"), kr
 	})
+	// The route comes with the first healthy real server (quorum 1); the others pass their
+	// first checks within an interval of it (the checks are spread over it).
+	bl.waitIPVS(t, 10*time.Second, "every real server up", func(svcs []IPVSService) bool { return len(weights(svcs, bl.vipPort())) == 3 })
 	bl.userSpread(t, 9, map[string]int{"rs1": 3, "rs2": 3, "rs3": 3})
 
 	// Unhealthy: every real server down, quorum (1) lost, no sorry server -> withdrawn.
