@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -69,6 +70,34 @@ type Service struct {
 
 	// Source names where the service came from ("file" or "kubernetes"); not read from YAML.
 	Source string `yaml:"-"`
+
+	// rev identifies this service's parse (see Revision).
+	rev uint64
+}
+
+// revisions numbers the services parsed in this process (Revision).
+var revisions atomic.Uint64
+
+// Revision identifies the parse a service comes from: two services with the same non-zero
+// revision are equal in every field (a reload hands out a service item whose text did not
+// change with its earlier revision). 0 means unknown: a service built or changed outside
+// Parse. Consumers use it to redo work only for services that changed.
+func (s *Service) Revision() uint64 { return s.rev }
+
+// WithoutRevision returns a copy of s whose revision is unknown (for a service that is
+// changed after Parse).
+func (s Service) WithoutRevision() Service {
+	s.rev = 0
+	return s
+}
+
+// numberServices gives each service that has none a new revision.
+func numberServices(ss []Service) {
+	for i := range ss {
+		if ss[i].rev == 0 {
+			ss[i].rev = revisions.Add(1)
+		}
+	}
 }
 
 // RealServer is one backend of a service.
@@ -153,7 +182,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	if cfg, ok := parseSplit(name, data); ok {
 		return cfg, nil // a valid file of the usual layout, decoded piecewise (split.go)
 	}
-	return parseWhole(name, data)
+	cfg, err := parseWhole(name, data)
+	if err == nil {
+		numberServices(cfg.Services)
+	}
+	return cfg, err
 }
 
 // parseWhole decodes the file in one piece; it reports the errors with their lines.
@@ -316,20 +349,20 @@ func (c *Config) validate(v *validator) {
 	keys := make(map[svcKey]int, len(c.Services))
 	for i := range c.Services {
 		s := &c.Services[i]
-		p := "services[" + strconv.Itoa(i) + "]"
+		p := func() string { return "services[" + strconv.Itoa(i) + "]" } // (only for errors and new items)
 		if i >= len(v.known) || !v.known[i] {
-			s.validate(v, p, d.ExcludeCIDRs)
+			s.validate(v, p(), d.ExcludeCIDRs)
 		}
 		if s.Name != "" {
 			if j, dup := names[s.Name]; dup {
-				v.errorf(p+".name", "duplicate service name %q (also services[%d])", s.Name, j)
+				v.errorf(p()+".name", "duplicate service name %q (also services[%d])", s.Name, j)
 			} else {
 				names[s.Name] = i
 			}
 		}
 		if s.VIP.IsValid() {
 			if key := (svcKey{strings.ToLower(s.Protocol), netip.AddrPortFrom(s.VIP.Addr, s.Port)}); keys[key] > 0 {
-				v.errorf(p, "duplicate virtual service %s (also services[%d])", s.Key(), keys[key]-1)
+				v.errorf(p(), "duplicate virtual service %s (also services[%d])", s.Key(), keys[key]-1)
 			} else {
 				keys[key] = i + 1 // 0: not seen
 			}

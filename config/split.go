@@ -169,11 +169,6 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	if !ok {
 		return nil, false
 	}
-	for _, it := range items {
-		if hasAnchorOrAlias(it) {
-			return nil, false
-		}
-	}
 	cfg := &Config{Path: name}
 	if !decodeStrict(head, cfg) {
 		return nil, false
@@ -193,6 +188,9 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		if s := prev[h]; s != nil {
 			services[i], reused[i] = *s, true
 			continue
+		}
+		if hasAnchorOrAlias(it) {
+			return nil, false // (a cached item has none: it was decoded piecewise)
 		}
 		missing = append(missing, i)
 	}
@@ -256,6 +254,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	if len(v.errs) > 0 {
 		return nil, false
 	}
+	numberServices(cfg.Services) // the new items; reused ones keep their revision
 	for i := range cfg.Services {
 		next[hashes[i]] = &cfg.Services[i] // into this Config: the earlier one is left to the GC
 	}

@@ -52,12 +52,12 @@ api: {socket: /run/x.sock}
 			if !ok {
 				t.Fatal("the piecewise decoding refused a plain file")
 			}
-			if !reflect.DeepEqual(got, want) {
+			if !sameConfig(got, want) {
 				t.Errorf("piecewise:\n%+v\nwhole:\n%+v", got, want)
 			}
 			// Again, from the cache.
 			again, ok := parseSplit("f.yaml", []byte(text))
-			if !ok || !reflect.DeepEqual(again, want) {
+			if !ok || !sameConfig(again, want) {
 				t.Errorf("from the cache: ok %v\n%+v", ok, again)
 			}
 		})
@@ -84,7 +84,7 @@ func TestParseSplitFallsBack(t *testing.T) {
 			}
 			want, werr := parseWhole("f.yaml", []byte(text))
 			got, gerr := Parse("f.yaml", []byte(text))
-			if !reflect.DeepEqual(got, want) || (werr == nil) != (gerr == nil) {
+			if !sameConfig(got, want) || (werr == nil) != (gerr == nil) {
 				t.Errorf("Parse: %+v, %v\nwhole: %+v, %v", got, gerr, want, werr)
 			}
 		})
@@ -120,7 +120,7 @@ func TestParseReusesUnchangedItems(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := parseWhole("f.yaml", changed)
-	if !reflect.DeepEqual(second, want) {
+	if !sameConfig(second, want) {
 		t.Fatal("a reload decoded from the cache differs from a whole decoding")
 	}
 	if len(second.Services[0].RealServers) != 11 || &second.Services[0].RealServers[0] == &first.Services[0].RealServers[0] {
@@ -153,5 +153,66 @@ func TestParseReusedItemsRecheckedOnNewExclude(t *testing.T) {
 	fresh, _ := parseWhole("f.yaml", []byte(excluded))
 	if fresh != nil {
 		t.Error("the whole decoding accepts the excluded VIP")
+	}
+}
+
+// sameConfig compares two configs but for the services' revisions (parseWhole gives none).
+func sameConfig(a, b *Config) bool {
+	clear := func(c *Config) *Config {
+		if c == nil {
+			return nil
+		}
+		x := *c
+		x.Services = make([]Service, len(c.Services))
+		for i := range c.Services {
+			x.Services[i] = c.Services[i].WithoutRevision()
+		}
+		return &x
+	}
+	return reflect.DeepEqual(clear(a), clear(b))
+}
+
+// Revisions: every parsed service has one; a reload keeps those of unchanged items and gives
+// changed ones new ones; a file decoded whole gets new ones each time.
+func TestServiceRevisions(t *testing.T) {
+	itemCache.set(nil, "")
+	data := benchYAML(5)
+	first, err := Parse("f.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for _, s := range first.Services {
+		if s.Revision() == 0 || seen[s.Revision()] {
+			t.Fatalf("revision %d of %s: zero or not unique", s.Revision(), s.Name)
+		}
+		seen[s.Revision()] = true
+	}
+	changed := []byte(strings.Replace(string(data), "port: 8080}]}", "port: 8080}, {address: 10.250.0.1, port: 8080}]}", 1))
+	second, err := Parse("f.yaml", changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := second.Services[0].Revision(); r == 0 || seen[r] {
+		t.Errorf("changed item: revision %d, want a new one", r)
+	}
+	for i := 1; i < 5; i++ {
+		if second.Services[i].Revision() != first.Services[i].Revision() {
+			t.Errorf("unchanged item %d: revision %d, was %d", i, second.Services[i].Revision(), first.Services[i].Revision())
+		}
+	}
+	// An alias makes the file decode whole: new revisions every time.
+	aliased := "services:\n  - {name: a, vip: 10.0.0.1, port: 80, real_servers: &rs [{address: 10.1.1.1}]}\n  - {name: b, vip: 10.0.0.1, port: 81, real_servers: *rs}\n"
+	w1, err1 := Parse("f.yaml", []byte(aliased))
+	w2, err2 := Parse("f.yaml", []byte(aliased))
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if a, b := w1.Services[0].Revision(), w2.Services[0].Revision(); a == 0 || a == b {
+		t.Errorf("whole decodings: revisions %d and %d, want two different non-zero ones", a, b)
+	}
+	none, stripped := Service{}, first.Services[0].WithoutRevision()
+	if none.Revision() != 0 || stripped.Revision() != 0 {
+		t.Error("a service not from Parse has a revision")
 	}
 }

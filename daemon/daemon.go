@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,13 @@ type Daemon struct {
 	// load's memory.
 	parsed  atomic.Bool
 	drained map[string]map[netip.AddrPort]bool
+	// desired builds the desired state of a sync again only for the services that changed;
+	// healthGen and drainGen tell it when the health or the operator drains may have changed
+	// (bumped on each health notification and reload, and on each drain).
+	desired   director.DesiredCache
+	syncMu    sync.Mutex // one sync at a time (desired is not safe for concurrent use)
+	healthGen atomic.Uint64
+	drainGen  atomic.Uint64
 
 	health     Health
 	speaker    Speaker
@@ -118,11 +126,23 @@ func New(log *slog.Logger, reg prometheus.Registerer, kernel director.Kernel, pa
 	return d, nil
 }
 
-// releaseParseMemory hands the memory of a config parse and of the sync that followed it back to
-// the system at once (a cold start's plan alone is 30 MB at 10,000 services), instead of the
-// runtime keeping it resident for minutes. Run calls it after the sync that follows a load, so
-// that the collection does not delay that sync.
-func releaseParseMemory() { debug.FreeOSMemory() }
+// releaseParseMemory collects the garbage of a config load and of the sync that followed it at
+// once, after the kernel has been changed. When the sync was large (a cold start's plan alone is
+// 30 MB at 10,000 services) it also hands the freed memory back to the system, instead of the
+// runtime keeping it resident for minutes. After a small change it keeps the memory: the next
+// load reuses it, where memory handed back must be faulted in again (at 10,000 services that
+// made a reload on this machine 7 times slower: 121 ms instead of 17 ms). Run calls it after the
+// sync that follows a load, so that the collection does not delay that sync.
+func releaseParseMemory(ops int) {
+	if ops >= releaseOps {
+		debug.FreeOSMemory()
+		return
+	}
+	runtime.GC()
+}
+
+// releaseOps is the size of a plan after which releaseParseMemory hands memory back.
+const releaseOps = 5000
 
 // SetHealth attaches the health checker; call before Run.
 func (d *Daemon) SetHealth(h Health) {
@@ -227,6 +247,7 @@ func (d *Daemon) Reload() error {
 	d.rec.SetSettings(settingsOf(cfg))
 	if d.health != nil {
 		d.health.Update(d.servicesFor(cfg), serving)
+		d.healthGen.Add(1) // checks may have started, stopped or changed
 	}
 	for _, f := range d.onReload {
 		f(cfg)
@@ -271,9 +292,22 @@ func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth)
 func (d *Daemon) Sync() error { return d.sync(true) }
 
 // sync plans and applies once; unless full, it reads from the kernel only what the change
-// touches (director.Reconciler.SyncChanged). Afterwards it releases the memory of a config load.
+// touches, and plans only the VIPs whose services changed (director.Reconciler.SyncScoped).
 func (d *Daemon) sync(full bool) error {
-	desired, health := d.Desired()
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
+	services := d.services()
+	byName := map[string]*config.Service{}
+	healthOf := func(service string, a netip.AddrPort) bool {
+		if len(byName) == 0 {
+			for i := range services {
+				byName[services[i].Name] = &services[i]
+			}
+		}
+		up, _, _ := d.healthOf(byName[service], a)
+		return up
+	}
+	desired, health, changed := d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load())
 	d.mu.Lock()
 	d.svcHealth = health
 	d.lastSync = time.Now()
@@ -283,16 +317,23 @@ func (d *Daemon) sync(full bool) error {
 	d.mu.Unlock()
 	d.rec.SetKeepUndesired(!d.sourceComplete())
 	var err error
-	if full {
+	switch {
+	case full:
 		_, err = d.rec.Sync(desired)
-	} else {
+	case changed == nil:
 		_, err = d.rec.SyncChanged(desired)
-	}
-	desired, health = nil, nil
-	if d.parsed.Swap(false) {
-		releaseParseMemory()
+	default:
+		_, err = d.rec.SyncScoped(desired, changed)
 	}
 	return err
+}
+
+// afterSync releases the memory of a config load once the sync that followed it is done (Run
+// calls it after each sync, when the kernel has been changed already).
+func (d *Daemon) afterSync() {
+	if d.parsed.Swap(false) {
+		releaseParseMemory(d.rec.Last().Ops)
+	}
 }
 
 // Plan returns what a sync would do now.
@@ -314,6 +355,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err := d.Sync(); err != nil {
 		d.log.Error("first sync incomplete", "err", err)
 	}
+	d.afterSync()
 	d.announce(ctx)
 	d.notify("READY=1")
 	d.log.Info("running", "config", d.path, "services", len(d.Config().Services))
@@ -369,6 +411,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 				d.health.Update(d.services(), d.servingNow(d.services()))
 			}
 		case <-healthChanges:
+			d.healthGen.Add(1)
 		case <-memberChanges:
 			// Ownership moved: announce at once; the kernel needs no sync for that.
 			timer.Stop()
@@ -393,6 +436,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		if err := d.sync(full); err != nil {
 			d.log.Error("sync incomplete", "err", err)
 		}
+		d.afterSync()
 		d.announce(ctx)
 		d.notify("WATCHDOG=1")
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -32,4 +33,87 @@ func TestReloadSyncReadsOnlyTheChange(t *testing.T) {
 	if err := f.d.sync(true); err != nil || len(kernelDests(t, f.k)) != 3 {
 		t.Errorf("the full sync did not repair the flush: %v %v", kernelDests(t, f.k), err)
 	}
+}
+
+// Reloads and drains synced with change-only syncs (scoped to the VIPs that changed) leave the
+// kernel exactly as a full sync would: the full sync after each finds nothing to do.
+func TestScopedSyncsEqualFullSync(t *testing.T) {
+	const two = `
+director: {drain_timeout: 30s}
+api: {socket: %SOCK%}
+services:
+  - {name: web, vip: 203.0.113.10, port: 80, real_servers: [{address: 10.0.1.11, port: 8080}, {address: 10.0.1.12, port: 8080}]}
+  - {name: api, vip: 203.0.113.20, port: 443, real_servers: [{address: 10.0.2.11, port: 8443}]}
+`
+	f := newFixture(t, two)
+	if err := f.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	step := func(what string, change func(), want map[string]int) {
+		t.Helper()
+		change()
+		f.k.ResetCalls()
+		if err := f.d.sync(false); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := kernelDests(t, f.k); !sameDests(got, want) {
+			t.Fatalf("%s: kernel %v, want %v", what, got, want)
+		}
+		f.k.ResetCalls()
+		if err := f.d.sync(true); err != nil || f.k.CallCount() != 0 {
+			t.Fatalf("%s: the full sync after it changed %v (%v)", what, f.k.Calls, err)
+		}
+	}
+	reload := func(cfg string) func() {
+		return func() {
+			write(t, f.path, strings.ReplaceAll(cfg, "%SOCK%", f.dir+"/api.sock"))
+			if err := f.d.Reload(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	web := map[string]int{"tcp/203.0.113.10:80 10.0.1.11:8080": 1, "tcp/203.0.113.10:80 10.0.1.12:8080": 1}
+	withAPI := func(m map[string]int, apis ...string) map[string]int {
+		out := map[string]int{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for _, a := range apis {
+			out["tcp/203.0.113.20:443 "+a] = 1
+		}
+		return out
+	}
+	added := strings.Replace(two, "[{address: 10.0.2.11, port: 8443}]", "[{address: 10.0.2.11, port: 8443}, {address: 10.0.2.12, port: 8443}]", 1)
+	step("a real server added to api", reload(added), withAPI(web, "10.0.2.11:8443", "10.0.2.12:8443"))
+	moved := strings.Replace(added, "vip: 203.0.113.20, port: 443", "vip: 203.0.113.10, port: 443", 1)
+	step("api moved to web's VIP", reload(moved), map[string]int{
+		"tcp/203.0.113.10:80 10.0.1.11:8080": 1, "tcp/203.0.113.10:80 10.0.1.12:8080": 1,
+		"tcp/203.0.113.10:443 10.0.2.11:8443": 1, "tcp/203.0.113.10:443 10.0.2.12:8443": 1})
+	if vips, _ := f.k.Addrs("lvs0"); len(vips) != 1 {
+		t.Fatalf("VIPs %v, want only 203.0.113.10", vips)
+	}
+	step("api back, web removed", reload(strings.Replace(added, "  - {name: web,", "  - {name: gone, vip: 203.0.113.30, port: 1, real_servers: []}\n#", 1)),
+		withAPI(nil, "10.0.2.11:8443", "10.0.2.12:8443"))
+	step("operator drain", func() {
+		if err := f.d.SetDrained("api", netip.MustParseAddrPort("10.0.2.12:8443"), true); err != nil {
+			t.Fatal(err)
+		}
+	}, withAPI(nil, "10.0.2.11:8443"))
+	step("undrain", func() {
+		if err := f.d.SetDrained("api", netip.MustParseAddrPort("10.0.2.12:8443"), false); err != nil {
+			t.Fatal(err)
+		}
+	}, withAPI(nil, "10.0.2.11:8443", "10.0.2.12:8443"))
+}
+
+func sameDests(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

@@ -201,6 +201,7 @@ func (d *Daemon) SetDrained(service string, a netip.AddrPort, on bool) error {
 			delete(d.drained, service)
 		}
 	}
+	d.drainGen.Add(1)
 	err := d.saveDrainsLocked()
 	d.mu.Unlock()
 	verb := "drained"
@@ -259,4 +260,5 @@ func (d *Daemon) loadDrains() {
 			d.drained[s][a] = true
 		}
 	}
+	d.drainGen.Add(1)
 }

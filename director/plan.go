@@ -119,7 +119,15 @@ type PlanInput struct {
 	// KeepUndesired leaves owned services that are not desired (and their VIPs) alone: a
 	// source of services has not reported yet, so their absence means nothing.
 	KeepUndesired bool
+	// Scope, when not nil, limits the plan to the services of these VIPs and to these VIPs:
+	// the plan is then exactly the part of the whole plan about them (every decision about a
+	// service or a VIP depends only on the services of its VIP), and its Drain covers only
+	// their services. A caller that knows which VIPs a change touched plans only those.
+	Scope map[netip.Addr]bool
 }
+
+// inScope tells whether a VIP is within the plan's scope.
+func (in *PlanInput) inScope(a netip.Addr) bool { return in.Scope == nil || in.Scope[a] }
 
 // Plan is the result: the operations to apply and the drain state after them.
 type Plan struct {
@@ -154,18 +162,27 @@ func MakePlan(in PlanInput) Plan {
 	for _, a := range in.VIPs {
 		onIf[a] = true
 	}
-	observed := make(map[ServiceKey]*VirtualService, len(in.Observed))
-	for i := range in.Observed {
-		observed[in.Observed[i].Key] = &in.Observed[i]
+	nObserved, nDesired := len(in.Observed), len(in.Desired)
+	if in.Scope != nil {
+		nObserved, nDesired = 0, 0
 	}
-	desired := make(map[ServiceKey]bool, len(in.Desired))
+	observed := make(map[ServiceKey]*VirtualService, nObserved)
+	for i := range in.Observed {
+		if in.inScope(in.Observed[i].Key.Addr) {
+			observed[in.Observed[i].Key] = &in.Observed[i]
+		}
+	}
+	desired := make(map[ServiceKey]bool, nDesired)
 	keepVIP := map[netip.Addr]bool{}
-	whole := b.presize(in, observed)
+	var whole []Op
+	if in.Scope == nil {
+		whole = b.presize(in, observed)
+	}
 
 	for i := range in.Desired {
 		d := &in.Desired[i]
-		if excluded(d.Key.Addr, in.Exclude) {
-			continue // config validation refuses these; never touch them anyway
+		if !in.inScope(d.Key.Addr) || excluded(d.Key.Addr, in.Exclude) {
+			continue // config validation refuses excluded ones; never touch them anyway
 		}
 		desired[d.Key] = true
 		keepVIP[d.Key.Addr] = true
@@ -192,7 +209,7 @@ func MakePlan(in PlanInput) Plan {
 	// Services that are no longer desired: drain, then delete. Only the director's own.
 	for i := range in.Observed {
 		o := &in.Observed[i]
-		if desired[o.Key] || !onIf[o.Key.Addr] || excluded(o.Key.Addr, in.Exclude) {
+		if desired[o.Key] || !onIf[o.Key.Addr] || excluded(o.Key.Addr, in.Exclude) || !in.inScope(o.Key.Addr) {
 			continue
 		}
 		if in.KeepUndesired {
@@ -210,7 +227,7 @@ func MakePlan(in PlanInput) Plan {
 	}
 
 	for _, a := range in.VIPs {
-		if !keepVIP[a] && !excluded(a, in.Exclude) {
+		if !keepVIP[a] && !excluded(a, in.Exclude) && in.inScope(a) {
 			b.add(Op{Kind: OpDelVIP, VIP: a, Reason: "no service uses it"})
 		}
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +41,9 @@ type Reconciler struct {
 	// known is the kernel's IPVS table as the last full read found it, changed since only by
 	// this reconciler's own successful operations (see SyncChanged); nil when it is not known.
 	known *knownTable
+	// wide makes the next sync plan every service even when told which VIPs changed: the
+	// settings or KeepUndesired changed, which may concern any service.
+	wide bool
 
 	syncDuration prometheus.Histogram
 	opsApplied   *prometheus.CounterVec
@@ -90,6 +95,9 @@ func NewReconciler(log *slog.Logger, reg prometheus.Registerer, kernel Kernel, s
 func (r *Reconciler) SetSettings(s Settings) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !reflect.DeepEqual(r.settings, s) {
+		r.wide = true
+	}
 	r.settings = s
 }
 
@@ -98,6 +106,9 @@ func (r *Reconciler) SetSettings(s Settings) {
 func (r *Reconciler) SetKeepUndesired(keep bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.keep != keep {
+		r.wide = true
+	}
 	r.keep = keep
 }
 
@@ -142,7 +153,10 @@ const maxTargetedReads = 256
 // the plan would touch and those draining (their connection counts decide the drain). ok is
 // false when it cannot (no known table, a kernel that cannot read single services, too many
 // services touched, a failed read): the caller then reads the whole table.
-func (r *Reconciler) planKnown(desired []VirtualService) (p Plan, ok bool, err error) {
+//
+// scope, when not nil, are the only VIPs whose services may have changed since the last sync
+// (see SyncScoped); the services draining are planned too.
+func (r *Reconciler) planKnown(desired []VirtualService, scope map[netip.Addr]bool) (p Plan, ok bool, err error) {
 	sr, can := r.kernel.(ServiceReader)
 	if r.known == nil || !can {
 		return Plan{}, false, nil
@@ -151,7 +165,9 @@ func (r *Reconciler) planKnown(desired []VirtualService) (p Plan, ok bool, err e
 	if err != nil {
 		return Plan{}, false, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
 	}
-	p = MakePlan(r.planInput(desired, r.known.list, vips))
+	in := r.planInput(desired, r.known.list, vips)
+	in.Scope = scope
+	p = MakePlan(in)
 	touched := map[ServiceKey]bool{}
 	for _, op := range p.Ops {
 		if op.Kind != OpAddVIP && op.Kind != OpDelVIP {
@@ -183,7 +199,8 @@ func (r *Reconciler) planKnown(desired []VirtualService) (p Plan, ok bool, err e
 	if same {
 		return p, true, nil // the kernel has what the plan was made against
 	}
-	return MakePlan(r.planInput(desired, r.known.list, vips)), true, nil
+	in.Observed = r.known.list
+	return MakePlan(in), true, nil
 }
 
 // sameState tells whether two readings of a service agree on everything a plan looks at.
@@ -203,7 +220,7 @@ func sameState(a, b *VirtualService) bool {
 // Sync makes the kernel equal to desired and returns the plan it applied. An operation that
 // fails is logged and counted; the others still run, and the next sync retries.
 func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
-	return r.syncLocked(desired, true)
+	return r.syncLocked(desired, true, nil)
 }
 
 // SyncChanged is Sync for a change of the desired state (a reload, a health change, a drain):
@@ -213,14 +230,24 @@ func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
 // is repaired by the next Sync (every sync_period). Without a known table (the first sync,
 // after a failed operation or read, after Cleanup) it is Sync.
 func (r *Reconciler) SyncChanged(desired []VirtualService) (Plan, error) {
-	return r.syncLocked(desired, false)
+	return r.syncLocked(desired, false, nil)
 }
 
-func (r *Reconciler) syncLocked(desired []VirtualService, full bool) (Plan, error) {
+// SyncScoped is SyncChanged for a change that touched only the services of the VIPs in scope
+// (and services that left it): it plans those services and VIPs only, and those draining.
+// desired is still the whole desired state. A nil scope is SyncChanged.
+func (r *Reconciler) SyncScoped(desired []VirtualService, scope map[netip.Addr]bool) (Plan, error) {
+	if scope == nil {
+		scope = map[netip.Addr]bool{}
+	}
+	return r.syncLocked(desired, false, scope)
+}
+
+func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	p, err := r.sync(desired, full)
+	p, err := r.sync(desired, full, scope)
 	r.last = Status{At: start, Duration: time.Since(start), Ops: len(p.Ops), Draining: r.drain.Len()}
 	r.syncDuration.Observe(r.last.Duration.Seconds())
 	if err != nil {
@@ -230,7 +257,16 @@ func (r *Reconciler) syncLocked(desired []VirtualService, full bool) (Plan, erro
 	return p, err
 }
 
-func (r *Reconciler) sync(desired []VirtualService, full bool) (Plan, error) {
+func (r *Reconciler) sync(desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
+	if r.wide {
+		scope = nil
+	}
+	if scope != nil {
+		scope = maps.Clone(scope)
+		for k := range r.drain {
+			scope[k.Addr] = true // a drain ends by the connection counts read now
+		}
+	}
 	needLink := false
 	for i := range desired {
 		if !excluded(desired[i].Key.Addr, r.settings.Exclude) {
@@ -247,9 +283,12 @@ func (r *Reconciler) sync(desired []VirtualService, full bool) (Plan, error) {
 	planned := false
 	if !full {
 		var err error
-		if p, planned, err = r.planKnown(desired); err != nil {
+		if p, planned, err = r.planKnown(desired, scope); err != nil {
 			return p, err
 		}
+	}
+	if !planned || scope == nil {
+		r.wide = false // every service is planned
 	}
 	if !planned {
 		r.known = nil
@@ -260,7 +299,7 @@ func (r *Reconciler) sync(desired []VirtualService, full bool) (Plan, error) {
 		}
 		r.known = newKnownTable(observed)
 	}
-	r.drain = p.Drain
+	r.drain = p.Drain // (a scope holds every draining service: the plan has all of them)
 	r.draining.Set(float64(r.drain.Len()))
 	var errs []error
 	var counts [OpDelVIP + 1]int

@@ -267,3 +267,61 @@ func TestReconcilerGuardsSchedulerChange(t *testing.T) {
 		t.Fatalf("calls %q", k.Calls)
 	}
 }
+
+// TestReconcilerSyncScoped: a scoped sync plans only the services of the VIPs in scope and those
+// draining; settings changes widen the next sync to every service.
+func TestReconcilerSyncScoped(t *testing.T) {
+	r, k, c := newTestReconciler(t)
+	a, b := netip.MustParseAddrPort("10.0.1.11:8080"), netip.MustParseAddrPort("10.0.1.12:8080")
+	desired := []VirtualService{
+		svc(vip1, 80, "rr", rs(a.String(), 1), rs(b.String(), 1)),
+		svc(vip2, 80, "rr", rs(a.String(), 1)),
+	}
+	mustSync(t, r, desired)
+	scoped := func(d []VirtualService, vips ...netip.Addr) []string {
+		t.Helper()
+		scope := map[netip.Addr]bool{}
+		for _, v := range vips {
+			scope[v] = true
+		}
+		p, err := r.SyncScoped(d, scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return opStrings(p.Ops)
+	}
+	want := func(got []string, want ...string) {
+		t.Helper()
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("got %q\nwant %q", got, want)
+		}
+	}
+	// vip1's service loses b, which has a connection: it drains. vip2's service changed too,
+	// but the caller says only vip1 changed: vip2 is not planned.
+	k.SetConns(desired[0].Key, b, 1, 0)
+	d2 := []VirtualService{svc(vip1, 80, "rr", rs(a.String(), 1)), svc(vip2, 80, "rr", rs(a.String(), 5))}
+	want(scoped(d2, vip1), "update-dest tcp/203.0.113.10:80 -> 10.0.1.12:8080 masq weight 0 (draining 1 connections)")
+	// Scoped to vip2 now; vip1's draining service is planned as well: its drain ends.
+	k.SetConns(desired[0].Key, b, 0, 0)
+	c.t = c.t.Add(time.Second)
+	want(scoped(d2, vip2),
+		"update-dest tcp/203.0.113.20:80 -> 10.0.1.11:8080 masq weight 5 (was masq weight 1)",
+		"del-dest tcp/203.0.113.10:80 -> 10.0.1.12:8080 (drained: no connections)")
+	if r.Draining() {
+		t.Fatal("still draining")
+	}
+	// A service that left the desired state with its VIP: in scope, it goes with its VIP.
+	want(scoped(d2[:1], vip2), "del-dest tcp/203.0.113.20:80 -> 10.0.1.11:8080 (drained: no connections)",
+		"del-service tcp/203.0.113.20:80 (removed from config)", "del-vip 203.0.113.20 (no service uses it)")
+	// Nothing in scope: nothing planned, even though vip2 is desired again.
+	want(scoped(d2))
+	// New settings may concern any service: the next sync plans them all, the one after is
+	// scoped again.
+	s := r.settings
+	s.DrainTimeout = time.Minute
+	r.SetSettings(s)
+	want(scoped(d2), "add-vip 203.0.113.20", "add-service tcp/203.0.113.20:80 rr", "add-dest tcp/203.0.113.20:80 -> 10.0.1.11:8080 masq weight 5")
+	d3 := []VirtualService{d2[0], svc(vip2, 80, "rr", rs(a.String(), 7))}
+	want(scoped(d3))
+	want(scoped(d3, vip2), "update-dest tcp/203.0.113.20:80 -> 10.0.1.11:8080 masq weight 7 (was masq weight 5)")
+}

@@ -1,0 +1,191 @@
+package director
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lvs-director/lvs-director/config"
+)
+
+// cacheModel is a config file of services that a test edits at random, and the health and
+// operator drains of its real servers.
+type cacheModel struct {
+	r         *rand.Rand
+	svcs      []modelService
+	down      map[string]bool // "service rs" whose check fails
+	drained   map[string]bool // "service rs" drained by the operator
+	healthGen uint64
+	drainGen  uint64
+	serial    int
+}
+
+type modelService struct {
+	name    string
+	vip     int
+	port    int
+	checked bool
+	sorry   bool
+	rss     []int // last octets of the real servers, with their weights
+	weights []int
+}
+
+func (m *cacheModel) newService() modelService {
+	m.serial++
+	s := modelService{name: fmt.Sprintf("s%d", m.serial), vip: m.r.IntN(5), port: 1000 + m.serial, checked: m.r.IntN(2) == 0, sorry: m.r.IntN(4) == 0}
+	for k := range 1 + m.r.IntN(3) {
+		s.rss = append(s.rss, 10*k+m.r.IntN(10))
+		s.weights = append(s.weights, 1+m.r.IntN(3))
+	}
+	return s
+}
+
+func (m *cacheModel) yaml() []byte {
+	var b strings.Builder
+	b.WriteString("director:\n  interface: lvs0\nservices:\n")
+	for _, s := range m.svcs {
+		fmt.Fprintf(&b, "  - {name: %s, vip: 203.0.113.%d, port: %d, real_servers: [", s.name, 10+s.vip, s.port)
+		for i, rs := range s.rss {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "{address: 10.0.%d.%d, port: 80, weight: %d}", i, rs, s.weights[i])
+		}
+		b.WriteString("]")
+		if s.checked {
+			b.WriteString(", health_check: {type: tcp}")
+		}
+		if s.sorry {
+			b.WriteString(", sorry_server: {address: 10.9.9.9, port: 80}")
+		}
+		b.WriteString("}\n")
+	}
+	return []byte(b.String())
+}
+
+// edit changes the file, the health or the drains at random, and bumps the generations the
+// way the daemon does.
+func (m *cacheModel) edit() string {
+	pick := func() *modelService { return &m.svcs[m.r.IntN(len(m.svcs))] }
+	anyRS := func() string {
+		s := pick()
+		i := m.r.IntN(len(s.rss))
+		return fmt.Sprintf("%s 10.0.%d.%d:80", s.name, i, s.rss[i])
+	}
+	switch m.r.IntN(9) {
+	case 0:
+		s := pick()
+		s.weights[0] = 1 + m.r.IntN(3)
+		return "weight"
+	case 1:
+		s := pick()
+		s.rss = append(s.rss, 10*len(s.rss)+m.r.IntN(10))
+		s.weights = append(s.weights, 1)
+		return "add rs"
+	case 2:
+		if len(m.svcs) > 1 {
+			i := m.r.IntN(len(m.svcs))
+			m.svcs = slices.Delete(m.svcs, i, i+1)
+		}
+		return "remove service"
+	case 3:
+		i := m.r.IntN(len(m.svcs) + 1)
+		m.svcs = slices.Insert(m.svcs, i, m.newService())
+		return "insert service"
+	case 4:
+		pick().vip = m.r.IntN(5)
+		return "move service"
+	case 5:
+		s := pick()
+		m.serial++
+		s.name = fmt.Sprintf("s%d", m.serial)
+		return "rename"
+	case 6:
+		k := anyRS()
+		m.down[k] = !m.down[k]
+		m.healthGen++
+		return "health"
+	case 7:
+		k := anyRS()
+		m.drained[k] = !m.drained[k]
+		m.drainGen++
+		return "drain"
+	}
+	return "nothing"
+}
+
+func (m *cacheModel) health(s string, a netip.AddrPort) bool { return !m.down[s+" "+a.String()] }
+func (m *cacheModel) isDrained(s string, a netip.AddrPort) bool {
+	return m.drained[s+" "+a.String()]
+}
+
+// byVIP groups a desired state by VIP.
+func byVIP(ds []VirtualService) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	for _, d := range ds {
+		out[d.Key.Addr] += fmt.Sprintf("%+v;", d)
+	}
+	return out
+}
+
+// TestDesiredCache: after random edits of the file, the health and the drains, Build returns
+// exactly what Desired returns, and names every VIP whose services changed (none when nothing
+// did).
+func TestDesiredCache(t *testing.T) {
+	m := &cacheModel{r: rand.New(rand.NewPCG(3, 4)), down: map[string]bool{}, drained: map[string]bool{}}
+	for range 30 {
+		m.svcs = append(m.svcs, m.newService())
+	}
+	var c DesiredCache
+	var prev []VirtualService
+	reused := 0
+	for step := range 1500 {
+		what := "start"
+		if step > 0 {
+			what = m.edit()
+		}
+		cfg, err := config.Parse("t.yaml", m.yaml())
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		want, wantH := Desired(cfg.Services, m.health, m.isDrained)
+		got, gotH, changed := c.Build(cfg.Services, m.health, m.healthGen, m.isDrained, m.drainGen)
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotH, wantH) {
+			t.Fatalf("step %d (%s): Build\n%+v\nDesired\n%+v", step, what, got, want)
+		}
+		if step == 0 {
+			if changed != nil {
+				t.Fatalf("first build: changed %v, want nil (unknown)", changed)
+			}
+			prev = slices.Clone(got) // (got is only valid until the next Build)
+			continue
+		}
+		if changed == nil {
+			t.Fatalf("step %d (%s): changed unknown", step, what)
+		}
+		before, after := byVIP(prev), byVIP(got)
+		for a := range before {
+			after[a] += ""
+		}
+		for a, s := range after {
+			if s != before[a] && !changed[a] {
+				t.Fatalf("step %d (%s): VIP %s changed and is not in %v", step, what, a, changed)
+			}
+		}
+		// (A renamed service is new to the cache: its VIP counts as changed.)
+		if reflect.DeepEqual(prev, got) && len(changed) > 0 && what != "rename" {
+			t.Fatalf("step %d (%s): nothing changed, yet changed = %v", step, what, changed)
+		}
+		if len(changed) < len(after) {
+			reused++
+		}
+		prev = slices.Clone(got)
+	}
+	if reused < 1000 {
+		t.Fatalf("only %d of 1500 builds left a VIP out of the change", reused)
+	}
+}
