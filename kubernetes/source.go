@@ -29,7 +29,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	kubeclient "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -49,7 +48,7 @@ const statusTimeout = 10 * time.Second
 type Source struct {
 	log    *slog.Logger
 	cfg    *config.Kubernetes
-	client kubeclient.Interface
+	client Client
 	now    func() time.Time
 
 	changes chan struct{}
@@ -91,7 +90,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes)
 		return nil, fmt.Errorf("kubernetes: loading kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
 	rc.UserAgent = "lvs-director"
-	client, err := kubeclient.NewForConfig(rc)
+	client, err := NewClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client for %s: %w", rc.Host, err)
 	}
@@ -99,7 +98,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes)
 }
 
 // NewWithClient is New with a given client (a fake one in tests).
-func NewWithClient(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes, client kubeclient.Interface) (*Source, error) {
+func NewWithClient(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes, client Client) (*Source, error) {
 	if cfg == nil || client == nil {
 		return nil, errors.New("kubernetes: nil config or client")
 	}
@@ -403,7 +402,7 @@ func (s *Source) buildInformers() error {
 	}
 	svcSel := s.cfg.LabelSelector
 	for _, ns := range namespaces {
-		svcs := s.client.CoreV1().Services(ns)
+		svcs := s.client.Services(ns)
 		inf, err := s.newInformer("services", s.listWatch("services",
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.LabelSelector = svcSel
@@ -418,7 +417,7 @@ func (s *Source) buildInformers() error {
 		}
 		s.svcInformers = append(s.svcInformers, inf)
 
-		eps := s.client.DiscoveryV1().EndpointSlices(ns)
+		eps := s.client.EndpointSlices(ns)
 		inf, err = s.newInformer("endpointslices", s.listWatch("endpointslices",
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.LabelSelector = LabelServiceName
@@ -434,7 +433,7 @@ func (s *Source) buildInformers() error {
 		s.sliceInformers = append(s.sliceInformers, inf)
 	}
 	if s.cfg.Targets == config.KubeTargetsNodes {
-		nodes := s.client.CoreV1().Nodes()
+		nodes := s.client.Nodes()
 		inf, err := s.newInformer("nodes", s.listWatch("nodes",
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodes.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodes.Watch(ctx, o) },
@@ -611,7 +610,7 @@ func (s *Source) writeStatus(ctx context.Context, svcs []*corev1.Service, out []
 		svc := byName[k].DeepCopy()
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: vip.String()}}
 		cctx, cancel := context.WithTimeout(ctx, statusTimeout)
-		_, err := s.client.CoreV1().Services(svc.Namespace).UpdateStatus(cctx, svc, metav1.UpdateOptions{FieldManager: "lvs-director"})
+		_, err := s.client.Services(svc.Namespace).UpdateStatus(cctx, svc, metav1.UpdateOptions{FieldManager: "lvs-director"})
 		cancel()
 		if err != nil {
 			s.statusUpdates.WithLabelValues("error").Inc()

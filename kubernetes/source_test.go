@@ -42,7 +42,7 @@ func TestSourceWithFakeClient(t *testing.T) {
 	)
 	cfg := kcfg(func(c *config.Kubernetes) { c.UpdateStatus = true; c.Resync = config.Duration(time.Minute) })
 	reg := prometheus.NewPedanticRegistry()
-	src, err := NewWithClient(quietLogger(), reg, cfg, client)
+	src, err := NewWithClient(quietLogger(), reg, cfg, fakeClient(client))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestSourceLabelSelectorIsSentToTheAPI(t *testing.T) {
 		node("n1", "10.0.0.1", true),
 	)
 	cfg := kcfg(func(c *config.Kubernetes) { c.LabelSelector = "tier=front"; c.Resync = config.Duration(time.Minute) })
-	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), cfg, client)
+	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), cfg, fakeClient(client))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestSourceLabelSelectorIsSentToTheAPI(t *testing.T) {
 }
 
 func TestStaleness(t *testing.T) {
-	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), kcfg(nil), fake.NewClientset())
+	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), kcfg(nil), fakeClient(fake.NewClientset()))
 	if err != nil {
 		t.Fatal(err)
 	}

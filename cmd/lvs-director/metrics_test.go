@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ services:
 `), 0o644)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	reg.MustRegister(runtimeCollectors()...)
 	d, err := daemon.New(log, reg, director.NewFakeKernel(), path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -89,4 +90,42 @@ services:
 		}
 	}
 	t.Logf("%d metric families lint clean", len(mfs))
+}
+
+// runtimeCollectors registers what package collectors' constructors give (they wrap the same
+// functions of package prometheus), without linking package collectors into the binary.
+func TestRuntimeCollectorsAsPackageCollectors(t *testing.T) {
+	describe := func(cs ...prometheus.Collector) []string {
+		var out []string
+		for _, c := range cs {
+			ch := make(chan *prometheus.Desc, 1000)
+			c.Describe(ch)
+			close(ch)
+			for d := range ch {
+				out = append(out, d.String())
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	got := describe(runtimeCollectors()...)
+	want := describe(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	if !slices.Equal(got, want) || len(got) < 10 {
+		t.Errorf("runtime collectors describe\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(runtimeCollectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_resident_memory_bytes", "process_start_time_seconds", "lvs_director_build_info"} {
+		if !names[n] {
+			t.Errorf("missing %s", n)
+		}
+	}
 }
