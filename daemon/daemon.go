@@ -307,7 +307,7 @@ func (d *Daemon) sync(full bool) error {
 		up, _, _ := d.healthOf(byName[service], a)
 		return up
 	}
-	desired, health, changed := d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load())
+	desired, health, changed := d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), d.rec.DrainingVIPs(), full)
 	d.mu.Lock()
 	d.svcHealth = health
 	d.lastSync = time.Now()
@@ -324,6 +324,10 @@ func (d *Daemon) sync(full bool) error {
 		_, err = d.rec.SyncChanged(desired)
 	default:
 		_, err = d.rec.SyncScoped(desired, changed)
+		if errors.Is(err, director.ErrNeedWhole) { // (a settings change, an unknown table)
+			desired, _, _ = d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), nil, true)
+			_, err = d.rec.SyncChanged(desired)
+		}
 	}
 	return err
 }

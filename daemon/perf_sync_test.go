@@ -94,6 +94,13 @@ services:
 	}
 	step("api back, web removed", reload(strings.Replace(added, "  - {name: web,", "  - {name: gone, vip: 203.0.113.30, port: 1, real_servers: []}\n#", 1)),
 		withAPI(nil, "10.0.2.11:8443", "10.0.2.12:8443"))
+	// New settings make the reconciler plan every service: the stubs of the desired state are
+	// built whole and the sync is done at once.
+	settings := strings.Replace(strings.Replace(added, "  - {name: web,", "  - {name: gone, vip: 203.0.113.30, port: 1, real_servers: []}\n#", 1),
+		"drain_timeout: 30s", "drain_timeout: 45s", 1)
+	step("new drain_timeout", reload(strings.Replace(settings, "{address: 10.0.2.12, port: 8443}]", "{address: 10.0.2.12, port: 8443}, {address: 10.0.2.13, port: 8443}]", 1)),
+		withAPI(nil, "10.0.2.11:8443", "10.0.2.12:8443", "10.0.2.13:8443"))
+	step("back", reload(settings), withAPI(nil, "10.0.2.11:8443", "10.0.2.12:8443"))
 	step("operator drain", func() {
 		if err := f.d.SetDrained("api", netip.MustParseAddrPort("10.0.2.12:8443"), true); err != nil {
 			t.Fatal(err)

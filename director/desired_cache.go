@@ -1,6 +1,8 @@
 package director
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 
@@ -10,17 +12,24 @@ import (
 // DesiredCache builds the desired state as Desired does, but builds again only the services
 // that may have changed since its last Build, and says which VIPs' services did change: the
 // scope of the next plan (Reconciler.SyncScoped). At 10,000 services a reload that changed one
-// real server builds one service and plans one VIP.
+// real server builds the services of one VIP and plans one VIP.
 //
 // A service is taken from the last build when it has the same non-zero config revision
 // (config.Service.Revision: the same parse of the same text), the drain generation did not
 // change, and it has no health checks or the health generation did not change either. The
 // caller bumps a generation whenever the answers of its health or drained function may have
-// changed. A DesiredCache is not safe for concurrent use.
+// changed. A service built again that comes out as before (by a 128-bit digest of its key,
+// attributes and real servers) is no change.
+//
+// The cache keeps no real servers (at 10,000 services x 10 they would be 11 MB, as much as
+// the kernel's table the reconciler knows): a service taken from it comes without them, a
+// stub, unless its VIP changed or is among need. A plan scoped to the changed VIPs and need
+// looks at no other service's real servers. A DesiredCache is not safe for concurrent use.
 type DesiredCache struct {
-	last   []cachedService
-	byName map[string]int // index in last; built when a service is not where it was
-	out    []VirtualService
+	last    []cachedService
+	byName  map[string]int // index in last; built when a service is not where it was
+	out     []VirtualService
+	scratch []byte
 }
 
 type cachedService struct {
@@ -29,17 +38,18 @@ type cachedService struct {
 	checked   bool   // the service has health checks: its state depends on the health generation
 	healthGen uint64 // when checked
 	drainGen  uint64
-	vs        VirtualService
+	vs        VirtualService // without its real servers
+	sum       [2]uint64      // digest of the whole desired service (desiredSum)
 	h         ServiceHealth
 }
 
 // Build returns the desired state and the services' health (as Desired), and the VIPs whose
 // desired services differ from the last Build's, those of services that came or went included.
 // changed is nil when it cannot tell (the first Build, duplicate service names): then anything
-// may have changed.
-//
-// The desired slice it returns is only valid until the next Build (its array is reused).
-func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64) (desired []VirtualService, hs []ServiceHealth, changed map[netip.Addr]bool) {
+// may have changed and every service is whole. With full, every service is whole too.
+// Otherwise the services of the VIPs in changed or need are whole, the others are stubs
+// (Stub). The desired slice is only valid until the next Build (its array is reused).
+func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full bool) (desired []VirtualService, hs []ServiceHealth, changed map[netip.Addr]bool) {
 	// Entries are updated in place when every service is where it was (the usual reload);
 	// otherwise they go to a new array.
 	next := c.last
@@ -50,19 +60,22 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 	if !inPlace {
 		next = make([]cachedService, len(services))
 	}
+	if cap(c.out) < len(services) {
+		c.out = make([]VirtualService, len(services))
+	}
+	desired = c.out[:len(services)]
 	used := make([]bool, len(c.last))
-	first := c.last == nil
-	if !first {
+	if c.last != nil {
 		changed = map[netip.Addr]bool{}
 	}
-	var fresh []Dest // one array for the real servers of the services built now
+	built := make([]bool, len(services)) // desired[i] is whole
 	for i := range services {
 		s := &services[i]
 		j := i
 		if !inPlace {
 			j = c.find(i, s.Name)
 		}
-		var old *VirtualService
+		var old *cachedService
 		if j >= 0 && !used[j] {
 			used[j] = true
 			o := &c.last[j]
@@ -70,35 +83,25 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 				if !inPlace {
 					next[i] = *o
 				}
+				desired[i] = o.vs
 				continue
 			}
-			ov := o.vs
-			old = &ov
+			oc := *o
+			old = &oc
 		} else if j >= 0 {
 			changed = nil // two services of one name: no telling what went where
-			first = true
 		}
-		if fresh == nil {
-			n := 0
-			for k := i; k < len(services); k++ {
-				n += len(services[k].RealServers) + 1
-			}
-			if !first {
-				n = min(n, 64) // a few changed services; more get arrays of their own
-			}
-			fresh = make([]Dest, 0, n)
-		}
-		room := len(s.RealServers) + 1
-		if cap(fresh)-len(fresh) < room {
-			fresh = make([]Dest, 0, max(room, 64))
-		}
-		vs, h := desiredService(s, health, drained, fresh[len(fresh):len(fresh):len(fresh)+room])
-		fresh = fresh[:len(fresh)+room]
-		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: hasChecks(s), healthGen: healthGen, drainGen: drainGen, vs: vs, h: h}
-		if changed != nil && (old == nil || !sameDesired(old, &vs)) { // (rebuilt alike: no change)
+		vs, h := desiredService(s, health, drained, make([]Dest, 0, len(s.RealServers)+1))
+		var sum [2]uint64
+		sum, c.scratch = desiredSum(&vs, c.scratch)
+		stub := vs
+		stub.Dests, stub.stub = nil, true
+		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: hasChecks(s), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
+		desired[i], built[i] = vs, true
+		if changed != nil && (old == nil || old.sum != sum) { // (built again alike: no change)
 			changed[vs.Key.Addr] = true
 			if old != nil {
-				changed[old.Key.Addr] = true // (it may have moved)
+				changed[old.vs.Key.Addr] = true // (it may have moved)
 			}
 		}
 	}
@@ -110,15 +113,17 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 		}
 	}
 	c.last, c.byName = next, nil
-	if cap(c.out) < len(next) {
-		c.out = make([]VirtualService, len(next))
+	// The stubs that must be whole get their real servers.
+	for i := range desired {
+		if a := desired[i].Key.Addr; !built[i] && (full || changed == nil || changed[a] || need[a]) {
+			desired[i], _ = desiredService(&services[i], health, drained, make([]Dest, 0, len(services[i].RealServers)+1))
+		}
 	}
-	desired = c.out[:len(next)]
 	hs = make([]ServiceHealth, len(next))
 	for i := range next {
-		desired[i], hs[i] = next[i].vs, next[i].h
+		hs[i] = next[i].h
 	}
-	clear(c.out[len(next):cap(c.out)]) // (no stale real servers kept alive)
+	clear(c.out[len(desired):cap(c.out)]) // (no stale real servers kept alive)
 	byKey := func(a, b VirtualService) int { return a.Key.compare(b.Key) }
 	if !slices.IsSortedFunc(desired, byKey) {
 		slices.SortStableFunc(desired, byKey)
@@ -156,16 +161,40 @@ func hasChecks(s *config.Service) bool {
 	return false
 }
 
-// sameDesired tells whether two desired services would plan alike.
-func sameDesired(a, b *VirtualService) bool {
-	if a.Key != b.Key || !a.sameAttrs(b) || a.FullNAT != b.FullNAT || len(a.Dests) != len(b.Dests) {
-		return false
+var sumSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// desiredSum digests what a plan looks at in a desired service: its key, attributes and real
+// servers (two independent 64-bit hashes).
+func desiredSum(vs *VirtualService, b []byte) ([2]uint64, []byte) {
+	b = b[:0]
+	b = append(b, byte(vs.Key.Protocol), byte(vs.Key.Protocol>>8))
+	b = appendAddr(b, vs.Key.Addr)
+	b = binary.LittleEndian.AppendUint16(b, vs.Key.Port)
+	b = append(b, vs.Scheduler...)
+	b = append(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, vs.Flags&^flagHashed)
+	b = binary.LittleEndian.AppendUint32(b, vs.Timeout)
+	b = binary.LittleEndian.AppendUint32(b, vs.Netmask)
+	if vs.FullNAT {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
 	}
-	for i := range a.Dests {
-		x, y := &a.Dests[i], &b.Dests[i]
-		if x.Addr != y.Addr || x.Weight != y.Weight || x.Fwd != y.Fwd || x.Absent != y.Absent {
-			return false
+	for _, d := range vs.Dests {
+		b = appendAddr(b, d.Addr.Addr())
+		b = binary.LittleEndian.AppendUint16(b, d.Addr.Port())
+		b = binary.LittleEndian.AppendUint64(b, uint64(d.Weight))
+		b = binary.LittleEndian.AppendUint32(b, d.Fwd)
+		if d.Absent {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
 		}
 	}
-	return true
+	return [2]uint64{maphash.Bytes(sumSeeds[0], b), maphash.Bytes(sumSeeds[1], b)}, b
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	x := a.As16()
+	return append(append(b, byte(a.BitLen())), x[:]...)
 }

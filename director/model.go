@@ -100,6 +100,9 @@ type VirtualService struct {
 	FullNAT bool
 	// Stats (observed only) are the kernel's 64-bit counters of the service.
 	Stats Stats
+	// stub (desired only): the service without its real servers (see DesiredCache); a plan
+	// must not look at it.
+	stub bool
 }
 
 // Stats are IPVS traffic counters as the kernel keeps them (64-bit).

@@ -217,6 +217,21 @@ func sameState(a, b *VirtualService) bool {
 	return true
 }
 
+// ErrNeedWhole is the error of a scoped sync given stubs (DesiredCache) where it must plan
+// every service: the settings changed, the table is not known, or the change is too large to
+// read service by service. It changed nothing; sync again with every service whole.
+var ErrNeedWhole = errors.New("the sync needs every desired service whole")
+
+// hasStubs tells whether a service of desired is a stub within scope (nil: anywhere).
+func hasStubs(desired []VirtualService, scope map[netip.Addr]bool) bool {
+	for i := range desired {
+		if desired[i].stub && (scope == nil || scope[desired[i].Key.Addr]) {
+			return true
+		}
+	}
+	return false
+}
+
 // Sync makes the kernel equal to desired and returns the plan it applied. An operation that
 // fails is logged and counted; the others still run, and the next sync retries.
 func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
@@ -248,6 +263,9 @@ func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[n
 	defer r.mu.Unlock()
 	start := time.Now()
 	p, err := r.sync(desired, full, scope)
+	if errors.Is(err, ErrNeedWhole) {
+		return p, err // not a sync: the caller syncs again at once
+	}
 	r.last = Status{At: start, Duration: time.Since(start), Ops: len(p.Ops), Draining: r.drain.Len()}
 	r.syncDuration.Observe(r.last.Duration.Seconds())
 	if err != nil {
@@ -266,6 +284,9 @@ func (r *Reconciler) sync(desired []VirtualService, full bool, scope map[netip.A
 		for k := range r.drain {
 			scope[k.Addr] = true // a drain ends by the connection counts read now
 		}
+	}
+	if hasStubs(desired, scope) {
+		return Plan{}, ErrNeedWhole
 	}
 	needLink := false
 	for i := range desired {
@@ -286,6 +307,9 @@ func (r *Reconciler) sync(desired []VirtualService, full bool, scope map[netip.A
 		if p, planned, err = r.planKnown(desired, scope); err != nil {
 			return p, err
 		}
+	}
+	if !planned && hasStubs(desired, nil) {
+		return Plan{}, ErrNeedWhole // (nothing changed yet)
 	}
 	if !planned || scope == nil {
 		r.wide = false // every service is planned
@@ -442,6 +466,18 @@ func (r *Reconciler) Draining() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.drain.Len() > 0
+}
+
+// DrainingVIPs returns the VIPs of the services with real servers draining (a scoped sync plans
+// them too).
+func (r *Reconciler) DrainingVIPs() map[netip.Addr]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[netip.Addr]bool, len(r.drain))
+	for k := range r.drain {
+		out[k.Addr] = true
+	}
+	return out
 }
 
 // DrainState returns a copy of the drain state.

@@ -325,3 +325,32 @@ func TestReconcilerSyncScoped(t *testing.T) {
 	want(scoped(d3))
 	want(scoped(d3, vip2), "update-dest tcp/203.0.113.20:80 -> 10.0.1.11:8080 masq weight 7 (was masq weight 5)")
 }
+
+// A scoped sync given stubs where it must plan every service (new settings here) changes
+// nothing and says so; with the services whole it syncs.
+func TestReconcilerScopedNeedsWhole(t *testing.T) {
+	r, k, _ := newTestReconciler(t)
+	web := svc(vip1, 80, "rr", rs("10.0.1.11:8080", 1))
+	api := svc(vip2, 80, "rr", rs("10.0.1.12:8080", 1))
+	mustSync(t, r, []VirtualService{web, api})
+	stub := web
+	stub.Dests, stub.stub = nil, true
+	api2 := svc(vip2, 80, "rr", rs("10.0.1.12:8080", 1), rs("10.0.1.13:8080", 1))
+	if _, err := r.SyncScoped([]VirtualService{stub, api2}, map[netip.Addr]bool{vip2: true}); err != nil {
+		t.Fatalf("scoped sync with a stub outside the scope: %v", err)
+	}
+	if _, err := r.SyncScoped([]VirtualService{stub, api2}, map[netip.Addr]bool{vip1: true}); !errors.Is(err, ErrNeedWhole) {
+		t.Fatalf("a stub in the scope: %v, want ErrNeedWhole", err)
+	}
+	s := r.settings
+	s.DrainTimeout = time.Minute
+	r.SetSettings(s)
+	k.ResetCalls()
+	if _, err := r.SyncScoped([]VirtualService{stub, api}, map[netip.Addr]bool{vip2: true}); !errors.Is(err, ErrNeedWhole) || k.CallCount() != 0 {
+		t.Fatalf("after new settings: %v, calls %v; want ErrNeedWhole and no change", err, k.Calls)
+	}
+	p, err := r.SyncChanged([]VirtualService{web, api})
+	if err != nil || len(p.Ops) != 1 || r.Last().Err != "" {
+		t.Fatalf("whole: %v %v, last %+v", opStrings(p.Ops), err, r.Last())
+	}
+}
