@@ -219,7 +219,9 @@ func (d *Daemon) Config() *config.Config {
 func (d *Daemon) Reload() error {
 	d.notify("RELOADING=1")
 	defer d.notify("READY=1")
+	start := time.Now()
 	cfg, err := config.Load(d.path)
+	loaded := time.Since(start)
 	d.parsed.Store(true)
 	var serving func(string, netip.AddrPort) bool
 	if err == nil && d.health != nil {
@@ -255,7 +257,7 @@ func (d *Daemon) Reload() error {
 	d.reloadOK.Set(1)
 	d.reloadTime.SetToCurrentTime()
 	d.reloads.WithLabelValues("ok").Inc()
-	d.log.Info("config reloaded", "services", len(cfg.Services))
+	d.log.Info("config reloaded", "services", len(cfg.Services), "load", loaded.Round(time.Microsecond), "took", time.Since(start).Round(time.Microsecond))
 	d.requestSync()
 	return nil
 }

@@ -28,7 +28,6 @@ import (
 type DesiredCache struct {
 	last    []cachedService
 	byName  map[string]int // index in last; built when a service is not where it was
-	out     []VirtualService
 	scratch []byte
 }
 
@@ -48,7 +47,7 @@ type cachedService struct {
 // changed is nil when it cannot tell (the first Build, duplicate service names): then anything
 // may have changed and every service is whole. With full, every service is whole too.
 // Otherwise the services of the VIPs in changed or need are whole, the others are stubs
-// (Stub). The desired slice is only valid until the next Build (its array is reused).
+// (Stub).
 func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full bool) (desired []VirtualService, hs []ServiceHealth, changed map[netip.Addr]bool) {
 	// Entries are updated in place when every service is where it was (the usual reload);
 	// otherwise they go to a new array.
@@ -60,10 +59,7 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 	if !inPlace {
 		next = make([]cachedService, len(services))
 	}
-	if cap(c.out) < len(services) {
-		c.out = make([]VirtualService, len(services))
-	}
-	desired = c.out[:len(services)]
+	desired = make([]VirtualService, len(services)) // (not kept: whole services are big)
 	used := make([]bool, len(c.last))
 	if c.last != nil {
 		changed = map[netip.Addr]bool{}
@@ -123,7 +119,6 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 	for i := range next {
 		hs[i] = next[i].h
 	}
-	clear(c.out[len(desired):cap(c.out)]) // (no stale real servers kept alive)
 	byKey := func(a, b VirtualService) int { return a.Key.compare(b.Key) }
 	if !slices.IsSortedFunc(desired, byKey) {
 		slices.SortStableFunc(desired, byKey)

@@ -276,6 +276,7 @@ func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[n
 }
 
 func (r *Reconciler) sync(desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
+	start := time.Now()
 	if r.wide {
 		scope = nil
 	}
@@ -361,7 +362,7 @@ func (r *Reconciler) sync(desired []VirtualService, full bool, scope map[netip.A
 		}
 	}
 	if len(p.Ops) > 0 {
-		attrs := []any{"ops", len(p.Ops), "failed", len(errs)}
+		attrs := []any{"ops", len(p.Ops), "failed", len(errs), "took", time.Since(start).Round(time.Microsecond)}
 		for k, n := range counts {
 			if n > 0 {
 				r.opsApplied.WithLabelValues(OpKind(k).String(), "ok").Add(float64(n))

@@ -227,8 +227,10 @@ func contains(s []int, v int) bool {
 	return false
 }
 
-// rssKB is the summed VmRSS of the daemon's processes.
-func (d *proc) rssKB() (total int, each []int) {
+// rssKB is the summed VmRSS of the daemon's processes; parts says how much of it is anonymous
+// memory (heap, stacks) and how much file pages (the binary and libraries mapped).
+func (d *proc) rssKB() (total int, each []int, parts string) {
+	var anon, file int
 	for _, pid := range d.pids() {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
@@ -236,14 +238,23 @@ func (d *proc) rssKB() (total int, each []int) {
 		}
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.Atoi(f[1])
+			f := strings.Fields(sc.Text())
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.Atoi(f[1])
+			switch f[0] {
+			case "VmRSS:":
 				total += kb
 				each = append(each, kb)
+			case "RssAnon:":
+				anon += kb
+			case "RssFile:":
+				file += kb
 			}
 		}
 	}
-	return total, each
+	return total, each, fmt.Sprintf("anon %d kB, file %d kB", anon, file)
 }
 
 // hasRS tells whether the kernel shows service i with n real servers, or with the real server
@@ -433,6 +444,25 @@ func opsLogged(t testing.TB, log string, offset int) int {
 		}
 	}
 	return sum
+}
+
+// logLines returns the lines of the log after offset that contain one of the strings.
+func logLines(t testing.TB, log string, offset int, any ...string) []string {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b[min(offset, len(b)):]), "\n") {
+		for _, a := range any {
+			if strings.Contains(line, a) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func logSize(log string) int {
@@ -765,9 +795,10 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 	t.Helper()
 	f.incrSize = r.n
 	time.Sleep(3 * time.Second) // let the start-up's follow-ups end
-	rss0, each0 := d.rssKB()
+	rss0, each0, parts0 := d.rssKB()
 	f.rss0[who] = rss0
 	report(t, fmt.Sprintf("rss.%d.%s", r.n, who), fmt.Sprintf("%d kB %v", rss0, each0))
+	report(t, fmt.Sprintf("rss-parts.%d.%s", r.n, who), parts0)
 	target := r.n / 2
 	extra := map[int][]string{}
 	for m := 1; m <= 2; m++ {
@@ -793,10 +824,14 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 		time.Sleep(3 * time.Second)
 		if who == "lvs-director" {
 			f.ops = append(f.ops, opsLogged(t, d.log, before))
+			for _, line := range logLines(t, d.log, before, `msg="config reloaded"`, `msg="sync applied"`) {
+				report(t, fmt.Sprintf("reload-log.%d.%s", r.n, who), line) // where the time went
+			}
 		}
 	}
-	rss2, each2 := d.rssKB()
+	rss2, each2, parts2 := d.rssKB()
 	f.rss2[who] = rss2
+	report(t, fmt.Sprintf("rss-parts-after-2-reloads.%d.%s", r.n, who), parts2)
 	if who == "lvs-director" { // where the memory is, for the record (after measuring: a scrape allocates)
 		if out, err := ns.Exec("wget", "-qO-", "http://127.0.0.1:9813/metrics"); err == nil {
 			var parts []string
