@@ -173,11 +173,11 @@ func (c *ipvsCollector) build(observed []director.VirtualService) []prometheus.M
 				continue
 			}
 			rs := d.Addr.String()
-			counter(c.rsConns, d.Stats.Conns, name, rs)
-			counter(c.rsPackets, d.Stats.PacketsIn, name, rs, "in")
-			counter(c.rsPackets, d.Stats.PacketsOut, name, rs, "out")
-			counter(c.rsBytes, d.Stats.BytesIn, name, rs, "in")
-			counter(c.rsBytes, d.Stats.BytesOut, name, rs, "out")
+			counter(c.rsConns, d.Counters().Conns, name, rs)
+			counter(c.rsPackets, d.Counters().PacketsIn, name, rs, "in")
+			counter(c.rsPackets, d.Counters().PacketsOut, name, rs, "out")
+			counter(c.rsBytes, d.Counters().BytesIn, name, rs, "in")
+			counter(c.rsBytes, d.Counters().BytesOut, name, rs, "out")
 			gauge(c.rsActive, d.ActiveConns, name, rs)
 			gauge(c.rsInactive, d.InactiveConns, name, rs)
 			gauge(c.rsWeight, d.Weight, name, rs)

@@ -577,7 +577,10 @@ func parseService(b []byte) (vs VirtualService, fwmark uint32, err error) {
 }
 
 // parseDest reads the attributes of IPVS_CMD_ATTR_DEST of a service of family svcAF.
-func parseDest(b []byte, svcAF uint16) (Dest, error) {
+//
+// Its counters go to slab, which must have room for them (one array for the counters of a
+// service's real servers: an allocation per service, not per real server).
+func parseDest(b []byte, svcAF uint16, slab *[]Stats) (Dest, error) {
 	var d Dest
 	af := svcAF
 	var addr, stats, stats64 []byte
@@ -614,10 +617,15 @@ func parseDest(b []byte, svcAF uint16) (Dest, error) {
 		return d, fmt.Errorf("real server: %w", err)
 	}
 	d.Addr = netip.AddrPortFrom(a, port)
+	var st Stats
 	if stats64 != nil {
-		d.Stats, err = parseStats(stats64)
+		st, err = parseStats(stats64)
 	} else if stats != nil {
-		d.Stats, err = parseStats(stats)
+		st, err = parseStats(stats)
+	}
+	if stats64 != nil || stats != nil {
+		*slab = append(*slab, st)
+		d.Stats = &(*slab)[len(*slab)-1]
 	}
 	return d, err
 }
@@ -810,12 +818,16 @@ func (c *ipvsClient) dumpDests(vs *VirtualService) error {
 	finishMsg(b, 0)
 	c.wbuf = b
 	ds := append(c.dests[:0], vs.Dests...)
+	var slab []Stats
 	err := c.dump(b, seq, func(p []byte) error {
 		a, err := cmdAttr(p, ipvsCmdAttrDest)
 		if err != nil {
 			return err
 		}
-		d, err := parseDest(a, af)
+		if len(slab) == cap(slab) {
+			slab = make([]Stats, 0, max(16, 2*cap(slab)))
+		}
+		d, err := parseDest(a, af, &slab)
 		if err != nil {
 			return err
 		}

@@ -193,17 +193,18 @@ func TestParseServiceAndDest(t *testing.T) {
 		tattr(ipvsDestAttrAddrFamily, le16(unix.AF_INET6)),
 		tattr(ipvsDestAttrStats|unix.NLA_F_NESTED, tattr(ipvsStatsConns, le32(11)), tattr(ipvsStatsInBytes, le64(1<<33))),
 	}, nil)
-	d, err := parseDest(dest, unix.AF_INET) // an IPv6 real server of an IPv4 service (tunnel)
+	slab := make([]Stats, 0, 1)
+	d, err := parseDest(dest, unix.AF_INET, &slab) // an IPv6 real server of an IPv4 service (tunnel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantD := Dest{Addr: netip.AddrPortFrom(v6, 8443), Weight: 12, Fwd: fwdTunnel, ActiveConns: 4, InactiveConns: 9,
-		Stats: Stats{Conns: 11, BytesIn: 1 << 33}}
-	if !reflect.DeepEqual(d, wantD) {
-		t.Errorf("parseDest:\n got %+v\nwant %+v", d, wantD)
+		Stats: &Stats{Conns: 11, BytesIn: 1 << 33}}
+	if !reflect.DeepEqual(d, wantD) || d.Stats != &slab[0] {
+		t.Errorf("parseDest:\n got %+v\nwant %+v (counters in the slab: %v)", d, wantD, d.Stats == &slab[0])
 	}
 
-	if _, err := parseDest(tattr(ipvsDestAttrAddr, []byte{1, 2}), unix.AF_INET); err == nil ||
+	if _, err := parseDest(tattr(ipvsDestAttrAddr, []byte{1, 2}), unix.AF_INET, &slab); err == nil ||
 		err.Error() != "real server: bad address attribute (family 2, 2 bytes)" {
 		t.Errorf("short address: got %v", err)
 	}
@@ -264,7 +265,7 @@ func (f *fakeNL) send(b []byte) error {
 			}
 		}
 		if a, err := cmdAttr(m.payload, ipvsCmdAttrDest); err == nil {
-			if d, err = parseDest(a, afOf(svc.Key.Addr)); err != nil {
+			if d, err = parseDest(a, afOf(svc.Key.Addr), &[]Stats{}); err != nil {
 				f.t.Fatalf("fake kernel: dest: %v", err)
 			}
 		}

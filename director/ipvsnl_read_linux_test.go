@@ -194,7 +194,7 @@ func TestServicesFullReadLikeTheKernel(t *testing.T) {
 		w.Stats = Stats{Conns: 1007, PacketsIn: 2007, PacketsOut: 3007, BytesIn: 4007, BytesOut: 5007}
 		w.Dests = append([]Dest(nil), w.Dests...)
 		for j := range w.Dests {
-			w.Dests[j].Stats = w.Stats
+			w.Dests[j].Stats = &w.Stats
 		}
 		w.sortDests()
 		if !reflect.DeepEqual(got[i], w) {

@@ -110,18 +110,27 @@ type Stats struct {
 	Conns, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
 }
 
-// Dest is a real server as the kernel holds it.
+// Dest is a real server as the kernel holds it. (72 bytes: the director keeps one for each real
+// server in the kernel; the counters, wanted only by a scrape, are behind a pointer.)
 type Dest struct {
 	Addr   DestKey
 	Weight int
-	Fwd    uint32 // forwarding method, FwdMasq for NAT
 	// Observed only:
 	ActiveConns   int
 	InactiveConns int
-	Stats         Stats
+	Stats         *Stats // nil: not read
+	Fwd           uint32 // forwarding method, FwdMasq for NAT
 	// Desired only: the real server must not be in the kernel at all (unhealthy without
 	// inhibit_on_failure). It is deleted at once instead of drained.
 	Absent bool
+}
+
+// Counters returns the real server's counters (zero when they were not read).
+func (d *Dest) Counters() Stats {
+	if d.Stats == nil {
+		return Stats{}
+	}
+	return *d.Stats
 }
 
 func (s *VirtualService) sortDests() {

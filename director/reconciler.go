@@ -595,16 +595,27 @@ func (t *knownTable) trim() {
 	t.grown = nil
 }
 
+// newKnownTable makes the table of what a full read found (which it takes over).
 func newKnownTable(observed []VirtualService) *knownTable {
 	t := &knownTable{list: observed, idx: make(map[ServiceKey]int, len(observed))}
 	for i := range observed {
 		t.idx[observed[i].Key] = i
+		dropCounters(&observed[i])
 	}
 	return t
 }
 
+// dropCounters lets the traffic counters of a service's real servers go: a plan does not look at
+// them, and the table would keep 4 MB of them alive at 100,000 real servers.
+func dropCounters(vs *VirtualService) {
+	for j := range vs.Dests {
+		vs.Dests[j].Stats = nil
+	}
+}
+
 // set puts what the kernel has for k (found false: nothing) in the table.
 func (t *knownTable) set(k ServiceKey, vs VirtualService, found bool) {
+	dropCounters(&vs)
 	i, ok := t.idx[k]
 	switch {
 	case found && ok:

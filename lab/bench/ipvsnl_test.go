@@ -161,7 +161,7 @@ func checkKernel(t *testing.T, ns *e2e.NS, k *director.LinuxKernel, want []direc
 	byKey := map[director.ServiceKey]director.VirtualService{}
 	for _, s := range got {
 		for i := range s.Dests {
-			s.Dests[i].Stats = director.Stats{}
+			s.Dests[i].Stats = nil
 		}
 		s.Stats = director.Stats{}
 		byKey[s.Key] = s
