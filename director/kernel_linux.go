@@ -116,19 +116,7 @@ func (k *LinuxKernel) Addrs(name string) ([]netip.Addr, error) {
 		}
 		return nil, err
 	}
-	as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Addr
-	for _, a := range as {
-		ip := addrOf(a.IP)
-		if ip.IsLinkLocalUnicast() {
-			continue
-		}
-		out = append(out, ip)
-	}
-	return out, nil
+	return dumpAddrs(l.Attrs().Index)
 }
 
 func hostNet(a netip.Addr) *net.IPNet {

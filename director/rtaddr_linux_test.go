@@ -89,3 +89,55 @@ func loAddrs(t *testing.T) map[netip.Addr]bool {
 	}
 	return m
 }
+
+// The interface's addresses, read with one filtered dump, are those the standard library lists
+// (but link-local ones), IPv4 and IPv6, beyond one read buffer; another index has none of them.
+func TestDumpAddrs(t *testing.T) {
+	inNewNetns(t, func() {
+		ifi, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var ops []Op
+		for i := 0; i < 1200; i++ { // more than fits in one 64 KiB read
+			ops = append(ops, Op{Kind: OpAddVIP, VIP: netip.AddrFrom4([4]byte{10, 78, byte(i >> 8), byte(i)})})
+		}
+		ops = append(ops, Op{Kind: OpAddVIP, VIP: netip.MustParseAddr("2001:db8::8")})
+		for i, err := range applyAddrBatch("lo", ops) {
+			if err != nil {
+				t.Errorf("op %d: %v", i, err)
+				return
+			}
+		}
+		got, err := dumpAddrs(ifi.Index)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		want := loAddrs(t)
+		for a := range want {
+			if a.IsLinkLocalUnicast() {
+				delete(want, a)
+			}
+		}
+		gotSet := map[netip.Addr]bool{}
+		for _, a := range got {
+			gotSet[a] = true
+		}
+		if len(got) != len(want) || len(gotSet) != len(want) {
+			t.Errorf("dumpAddrs: %d addresses (%d distinct), the standard library lists %d", len(got), len(gotSet), len(want))
+		}
+		for a := range want {
+			if !gotSet[a] {
+				t.Errorf("%s missing", a)
+			}
+		}
+		if !gotSet[netip.MustParseAddr("10.78.4.175")] || !gotSet[netip.MustParseAddr("2001:db8::8")] {
+			t.Errorf("expected addresses missing from %d", len(got))
+		}
+		if other, err := dumpAddrs(ifi.Index + 1000); err != nil || len(other) != 0 {
+			t.Errorf("another interface index: %d addresses, %v", len(other), err)
+		}
+	})
+}
