@@ -177,7 +177,6 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		return nil, false
 	}
 	prev, prevExcl := itemCache.get()
-	next := make(map[itemHash]*Service, len(items))
 	services := make([]Service, len(items))
 	reused := make([]bool, len(items))
 	hashes := make([]itemHash, len(items))
@@ -185,7 +184,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	for i, it := range items {
 		h := hashItem(it)
 		hashes[i] = h
-		if s := prev[h]; s != nil {
+		if s := prev.find(i, h); s != nil {
 			services[i], reused[i] = *s, true
 			continue
 		}
@@ -255,10 +254,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		return nil, false
 	}
 	numberServices(cfg.Services) // the new items; reused ones keep their revision
-	for i := range cfg.Services {
-		next[hashes[i]] = &cfg.Services[i] // into this Config: the earlier one is left to the GC
-	}
-	itemCache.set(next, excl)
+	itemCache.set(&parsedItems{hashes: hashes, services: cfg.Services}, excl) // (the earlier Config is left to the GC)
 	return cfg, true
 }
 
@@ -310,21 +306,50 @@ var itemCache serviceCache
 
 type serviceCache struct {
 	mu    sync.Mutex
-	items map[itemHash]*Service
+	items *parsedItems
 	// exclude is the exclude_cidrs (excludeKey) the items were validated with.
 	exclude string
 }
 
-func (c *serviceCache) get() (map[itemHash]*Service, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.items, c.exclude // never modified once set
+// parsedItems are the items of a parse: the hash of each item's text and its service, in file
+// order. An item is looked up where it was first (a reload that changed services in place
+// finds every other item there), and by hash when it moved: the index for that is built only
+// then (10,000 map insertions are a good part of a reload where hashing is slow, as in an
+// emulated VM without AES instructions).
+type parsedItems struct {
+	hashes   []itemHash
+	services []Service // a Config's services, read-only
+	index    sync.Once // builds byHash (parses may run at once)
+	byHash   map[itemHash]*Service
 }
 
-func (c *serviceCache) set(m map[itemHash]*Service, exclude string) {
+// find returns the service of the item with hash h, expected at position i; nil if none.
+func (p *parsedItems) find(i int, h itemHash) *Service {
+	if p == nil {
+		return nil
+	}
+	if i < len(p.hashes) && p.hashes[i] == h {
+		return &p.services[i]
+	}
+	p.index.Do(func() {
+		p.byHash = make(map[itemHash]*Service, len(p.hashes))
+		for j := range p.hashes {
+			p.byHash[p.hashes[j]] = &p.services[j]
+		}
+	})
+	return p.byHash[h]
+}
+
+func (c *serviceCache) get() (*parsedItems, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.items, c.exclude = m, exclude
+	return c.items, c.exclude
+}
+
+func (c *serviceCache) set(p *parsedItems, exclude string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items, c.exclude = p, exclude
 }
 
 var itemSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}

@@ -201,6 +201,20 @@ func TestServiceRevisions(t *testing.T) {
 			t.Errorf("unchanged item %d: revision %d, was %d", i, second.Services[i].Revision(), first.Services[i].Revision())
 		}
 	}
+	// Items that moved (a service inserted before them) are found by their text.
+	moved := []byte(strings.Replace(string(changed), "services:\n", "services:\n  - {name: first, vip: 10.200.9.9, port: 1}\n", 1))
+	third, err := Parse("f.yaml", moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := third.Services[0].Revision(); r == 0 || seen[r] || r == second.Services[0].Revision() {
+		t.Errorf("inserted item: revision %d, want a new one", r)
+	}
+	for i := 0; i < 5; i++ {
+		if third.Services[i+1].Revision() != second.Services[i].Revision() || &third.Services[i+1].RealServers[0] != &second.Services[i].RealServers[0] {
+			t.Errorf("moved item %d: revision %d, was %d (or decoded again)", i, third.Services[i+1].Revision(), second.Services[i].Revision())
+		}
+	}
 	// An alias makes the file decode whole: new revisions every time.
 	aliased := "services:\n  - {name: a, vip: 10.0.0.1, port: 80, real_servers: &rs [{address: 10.1.1.1}]}\n  - {name: b, vip: 10.0.0.1, port: 81, real_servers: *rs}\n"
 	w1, err1 := Parse("f.yaml", []byte(aliased))

@@ -29,6 +29,8 @@ type DesiredCache struct {
 	last    []cachedService
 	byName  map[string]int // index in last; built when a service is not where it was
 	scratch []byte
+	// sorted: the services of the last build were in the order of their keys.
+	sorted bool
 }
 
 type cachedService struct {
@@ -65,6 +67,7 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 		changed = map[netip.Addr]bool{}
 	}
 	built := make([]bool, len(services)) // desired[i] is whole
+	moved := !inPlace                    // a key may be elsewhere than in the last build
 	for i := range services {
 		s := &services[i]
 		j := i
@@ -94,6 +97,9 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 		stub.Dests, stub.stub = nil, true
 		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: hasChecks(s), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
 		desired[i], built[i] = vs, true
+		if old == nil || old.vs.Key != vs.Key {
+			moved = true
+		}
 		if changed != nil && (old == nil || old.sum != sum) { // (built again alike: no change)
 			changed[vs.Key.Addr] = true
 			if old != nil {
@@ -119,8 +125,12 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 	for i := range next {
 		hs[i] = next[i].h
 	}
+	if c.sorted && !moved {
+		return desired, hs, changed // (every key where it was, in order)
+	}
 	byKey := func(a, b VirtualService) int { return a.Key.compare(b.Key) }
-	if !slices.IsSortedFunc(desired, byKey) {
+	c.sorted = slices.IsSortedFunc(desired, byKey)
+	if !c.sorted {
 		slices.SortStableFunc(desired, byKey)
 	}
 	return desired, hs, changed

@@ -22,6 +22,7 @@ type cacheModel struct {
 	healthGen uint64
 	drainGen  uint64
 	serial    int
+	inOrder   bool // the file lists the services in the order of their keys
 }
 
 type modelService struct {
@@ -47,7 +48,12 @@ func (m *cacheModel) newService() modelService {
 func (m *cacheModel) yaml() []byte {
 	var b strings.Builder
 	b.WriteString("director:\n  interface: lvs0\nservices:\n")
-	for _, s := range m.svcs {
+	svcs := m.svcs
+	if m.inOrder {
+		svcs = slices.Clone(svcs)
+		slices.SortFunc(svcs, func(a, b modelService) int { return (a.vip-b.vip)*100000 + a.port - b.port })
+	}
+	for _, s := range svcs {
 		fmt.Fprintf(&b, "  - {name: %s, vip: 203.0.113.%d, port: %d, real_servers: [", s.name, 10+s.vip, s.port)
 		for i, rs := range s.rss {
 			if i > 0 {
@@ -137,7 +143,12 @@ func byVIP(ds []VirtualService) map[netip.Addr]string {
 // full, whole and equal; the others whole or stubs with the same key and attributes. It names every VIP
 // whose services changed (none when nothing did).
 func TestDesiredCache(t *testing.T) {
-	m := &cacheModel{r: rand.New(rand.NewPCG(3, 4)), down: map[string]bool{}, drained: map[string]bool{}}
+	t.Run("any order", func(t *testing.T) { testDesiredCache(t, false) })
+	t.Run("in order", func(t *testing.T) { testDesiredCache(t, true) })
+}
+
+func testDesiredCache(t *testing.T, inOrder bool) {
+	m := &cacheModel{r: rand.New(rand.NewPCG(3, 4)), down: map[string]bool{}, drained: map[string]bool{}, inOrder: inOrder}
 	for range 30 {
 		m.svcs = append(m.svcs, m.newService())
 	}

@@ -126,8 +126,46 @@ type PlanInput struct {
 	Scope map[netip.Addr]bool
 }
 
-// inScope tells whether a VIP is within the plan's scope.
-func (in *PlanInput) inScope(a netip.Addr) bool { return in.Scope == nil || in.Scope[a] }
+// scopeSet is a plan's scope as MakePlan looks it up (for every service of the table): a
+// scope of a few VIPs, the usual one, is compared with directly instead of hashed (hashing is
+// the slow part of a map lookup where the CPU has no AES instructions, as in the lab's
+// emulated VM).
+type scopeSet struct {
+	all  bool
+	few  []netip.Addr
+	many map[netip.Addr]bool
+}
+
+func newScopeSet(m map[netip.Addr]bool) scopeSet {
+	if m == nil {
+		return scopeSet{all: true}
+	}
+	if len(m) > 8 {
+		return scopeSet{many: m}
+	}
+	s := scopeSet{few: make([]netip.Addr, 0, len(m))}
+	for a, in := range m {
+		if in {
+			s.few = append(s.few, a)
+		}
+	}
+	return s
+}
+
+func (s *scopeSet) has(a netip.Addr) bool {
+	switch {
+	case s.all:
+		return true
+	case s.many != nil:
+		return s.many[a]
+	}
+	for _, x := range s.few {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
 
 // Plan is the result: the operations to apply and the drain state after them.
 type Plan struct {
@@ -158,9 +196,12 @@ func MakePlan(in PlanInput) Plan {
 	drain := DrainState{}
 	prev := in.Drain
 	var b opBuckets
-	onIf := map[netip.Addr]bool{}
+	scope := newScopeSet(in.Scope)
+	onIf := map[netip.Addr]bool{} // (only in the scope: nothing else looks)
 	for _, a := range in.VIPs {
-		onIf[a] = true
+		if scope.has(a) {
+			onIf[a] = true
+		}
 	}
 	nObserved, nDesired := len(in.Observed), len(in.Desired)
 	if in.Scope != nil {
@@ -168,7 +209,7 @@ func MakePlan(in PlanInput) Plan {
 	}
 	observed := make(map[ServiceKey]*VirtualService, nObserved)
 	for i := range in.Observed {
-		if in.inScope(in.Observed[i].Key.Addr) {
+		if scope.has(in.Observed[i].Key.Addr) {
 			observed[in.Observed[i].Key] = &in.Observed[i]
 		}
 	}
@@ -181,7 +222,7 @@ func MakePlan(in PlanInput) Plan {
 
 	for i := range in.Desired {
 		d := &in.Desired[i]
-		if !in.inScope(d.Key.Addr) || excluded(d.Key.Addr, in.Exclude) {
+		if !scope.has(d.Key.Addr) || excluded(d.Key.Addr, in.Exclude) {
 			continue // config validation refuses excluded ones; never touch them anyway
 		}
 		desired[d.Key] = true
@@ -209,7 +250,7 @@ func MakePlan(in PlanInput) Plan {
 	// Services that are no longer desired: drain, then delete. Only the director's own.
 	for i := range in.Observed {
 		o := &in.Observed[i]
-		if desired[o.Key] || !onIf[o.Key.Addr] || excluded(o.Key.Addr, in.Exclude) || !in.inScope(o.Key.Addr) {
+		if !scope.has(o.Key.Addr) || desired[o.Key] || !onIf[o.Key.Addr] || excluded(o.Key.Addr, in.Exclude) {
 			continue
 		}
 		if in.KeepUndesired {
@@ -227,7 +268,7 @@ func MakePlan(in PlanInput) Plan {
 	}
 
 	for _, a := range in.VIPs {
-		if !keepVIP[a] && !excluded(a, in.Exclude) && in.inScope(a) {
+		if scope.has(a) && !keepVIP[a] && !excluded(a, in.Exclude) {
 			b.add(Op{Kind: OpDelVIP, VIP: a, Reason: "no service uses it"})
 		}
 	}

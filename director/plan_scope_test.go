@@ -96,6 +96,11 @@ func TestMakePlanScope(t *testing.T) {
 		if r.IntN(4) == 0 {
 			scope[netip.MustParseAddr("10.255.0.5")] = true
 		}
+		if r.IntN(4) == 0 { // a scope too large to compare with one by one (looked up in the map)
+			for k := range 9 {
+				scope[netip.AddrFrom4([4]byte{198, 51, 100, byte(k)})] = true
+			}
+		}
 		var want []Op
 		for _, o := range whole.Ops {
 			if scope[opVIP(o)] {
