@@ -341,17 +341,24 @@ func (c *Config) validate(v *validator) {
 		v.errorf("api.token_file", "needs api.listen (the unix socket is protected by its file mode)")
 	}
 
-	names := make(map[string]int, len(c.Services))
+	nUnique := len(c.Services)
+	if v.uniqueChecked {
+		nUnique = 0
+	}
+	names := make(map[string]int, nUnique)
 	type svcKey struct {
 		proto string
 		ap    netip.AddrPort
 	}
-	keys := make(map[svcKey]int, len(c.Services))
+	keys := make(map[svcKey]int, nUnique)
 	for i := range c.Services {
 		s := &c.Services[i]
 		p := func() string { return "services[" + strconv.Itoa(i) + "]" } // (only for errors and new items)
 		if i >= len(v.known) || !v.known[i] {
 			s.validate(v, p(), d.ExcludeCIDRs)
+		}
+		if v.uniqueChecked {
+			continue
 		}
 		if s.Name != "" {
 			if j, dup := names[s.Name]; dup {

@@ -56,6 +56,8 @@ type validator struct {
 	// parse with the same exclude_cidrs (see parseSplit): only the checks across services run
 	// for them.
 	known []bool
+	// uniqueChecked: the caller checked that names and virtual services are unique.
+	uniqueChecked bool
 }
 
 func newValidator(file string) *validator {

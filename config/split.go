@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"io"
+	"strings"
 	"sync"
 
 	"gopkg.in/yaml.v3"
@@ -181,11 +182,15 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	reused := make([]bool, len(items))
 	hashes := make([]itemHash, len(items))
 	var missing []int // items not in the cache, in file order
+	var moved []int   // where in the last parse the items found elsewhere were
 	for i, it := range items {
 		h := hashItem(it)
 		hashes[i] = h
-		if s := prev.find(i, h); s != nil {
+		if s, j := prev.find(i, h); s != nil {
 			services[i], reused[i] = *s, true
+			if j != i {
+				moved = append(moved, j)
+			}
 			continue
 		}
 		if hasAnchorOrAlias(it) {
@@ -249,13 +254,62 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	if prevExcl == excl {
 		v.known = reused // a service's own checks depend on nothing else than exclude_cidrs
 	}
+	if len(missing) <= maxUniqueScan && reusedOnce(prev, hashes, reused, moved) {
+		// The reused items were unique in the last parse, and none is here twice: only the
+		// new ones can clash (a clash falls back to the whole decoding, which reports it).
+		for _, i := range missing {
+			if clashes(services, i) {
+				return nil, false
+			}
+		}
+		v.uniqueChecked = true
+	}
 	cfg.validate(v)
 	if len(v.errs) > 0 {
 		return nil, false
 	}
-	numberServices(cfg.Services) // the new items; reused ones keep their revision
+	numberServices(cfg.Services)                                              // the new items; reused ones keep their revision
 	itemCache.set(&parsedItems{hashes: hashes, services: cfg.Services}, excl) // (the earlier Config is left to the GC)
 	return cfg, true
+}
+
+// maxUniqueScan is the most new items whose uniqueness a reload checks against every service
+// one by one; more are checked with the maps of the whole validation.
+const maxUniqueScan = 16
+
+// reusedOnce tells whether no item of the last parse is reused twice: moved are the last
+// parse's positions of the reused items that moved (the others were reused where they were).
+func reusedOnce(prev *parsedItems, hashes []itemHash, reused []bool, moved []int) bool {
+	if prev == nil || len(moved) > maxUniqueScan {
+		return false
+	}
+	seen := make(map[int]bool, len(moved))
+	for _, j := range moved {
+		if seen[j] || j < len(hashes) && reused[j] && hashes[j] == prev.hashes[j] {
+			return false // reused twice, or also where it was
+		}
+		seen[j] = true
+	}
+	return true
+}
+
+// clashes tells whether service i has the name or the virtual service of another.
+func clashes(services []Service, i int) bool {
+	x := &services[i]
+	proto := strings.ToLower(x.Protocol)
+	for j := range services {
+		s := &services[j]
+		if j == i {
+			continue
+		}
+		if x.Name != "" && s.Name == x.Name {
+			return true
+		}
+		if x.VIP.IsValid() && s.Port == x.Port && s.VIP.Addr == x.VIP.Addr && strings.ToLower(s.Protocol) == proto {
+			return true
+		}
+	}
+	return false
 }
 
 // excludeKey identifies a list of exclude_cidrs.
@@ -320,24 +374,28 @@ type parsedItems struct {
 	hashes   []itemHash
 	services []Service // a Config's services, read-only
 	index    sync.Once // builds byHash (parses may run at once)
-	byHash   map[itemHash]*Service
+	byHash   map[itemHash]int
 }
 
-// find returns the service of the item with hash h, expected at position i; nil if none.
-func (p *parsedItems) find(i int, h itemHash) *Service {
+// find returns the service of the item with hash h, expected at position i, and where it was;
+// nil if none.
+func (p *parsedItems) find(i int, h itemHash) (*Service, int) {
 	if p == nil {
-		return nil
+		return nil, -1
 	}
 	if i < len(p.hashes) && p.hashes[i] == h {
-		return &p.services[i]
+		return &p.services[i], i
 	}
 	p.index.Do(func() {
-		p.byHash = make(map[itemHash]*Service, len(p.hashes))
+		p.byHash = make(map[itemHash]int, len(p.hashes))
 		for j := range p.hashes {
-			p.byHash[p.hashes[j]] = &p.services[j]
+			p.byHash[p.hashes[j]] = j
 		}
 	})
-	return p.byHash[h]
+	if j, ok := p.byHash[h]; ok {
+		return &p.services[j], j
+	}
+	return nil, -1
 }
 
 func (c *serviceCache) get() (*parsedItems, string) {

@@ -230,3 +230,39 @@ func TestServiceRevisions(t *testing.T) {
 		t.Error("a service not from Parse has a revision")
 	}
 }
+
+// A reload checks only its new items for clashes with the others (and that no unchanged item is
+// there twice); every clash is still reported as the whole decoding reports it.
+func TestReloadUniqueness(t *testing.T) {
+	base := string(benchYAML(30))
+	for name, c := range map[string]struct{ edit, want string }{
+		"new item, name of an unchanged one": {
+			strings.Replace(base, "{name: s3, vip: 10.200.0.1, port: 8003,", "{name: s9, vip: 10.200.0.1, port: 8103,", 1),
+			`f.yaml:16: services[9].name: duplicate service name "s9" (also services[3])`},
+		"new item, virtual service of an unchanged one": {
+			strings.Replace(base, "{name: s3, vip: 10.200.0.1, port: 8003,", "{name: s3, vip: 10.200.0.1, port: 8007,", 1),
+			`f.yaml:14: services[7]: duplicate virtual service tcp/10.200.0.1:8007 (also services[3])`},
+		"an unchanged item twice": {
+			base + base[strings.Index(base, "  - {name: s4,"):strings.Index(base, "  - {name: s5,")],
+			`f.yaml:37: services[30].name: duplicate service name "s4" (also services[4])`},
+		"an unchanged item twice, one moved": {
+			strings.Replace(base, "services:\n", "services:\n"+base[strings.Index(base, "  - {name: s4,"):strings.Index(base, "  - {name: s5,")], 1),
+			`f.yaml:12: services[5].name: duplicate service name "s4" (also services[0])`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			itemCache.set(nil, "")
+			if _, err := Parse("f.yaml", []byte(base)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Parse("f.yaml", []byte(c.edit))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v\nwant %s", err, c.want)
+			}
+			// The running parse is still the cache's: a valid edit after it is read as usual.
+			ok := strings.Replace(base, "port: 8080}]}", "port: 8080}, {address: 10.250.0.1, port: 8080}]}", 1)
+			if cfg, err := Parse("f.yaml", []byte(ok)); err != nil || len(cfg.Services) != 30 {
+				t.Errorf("valid reload after it: %v", err)
+			}
+		})
+	}
+}
