@@ -32,7 +32,9 @@ const splitBatch = 64
 // (the "services:" key stays, with an empty value) and the items' text, each item with its
 // original indentation and lines. ok is false when the file is not of the plain layout.
 func splitServices(data []byte) (head []byte, items [][]byte, ok bool) {
-	if bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+	// (Carriage returns make yaml.v3 see other lines: the caller refuses any in the head and the
+	// items it decodes; lines left out refuse them below. Items taken from the cache have none.)
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		return nil, nil, false
 	}
 	head = make([]byte, 0, 4096)
@@ -167,7 +169,7 @@ func isServicesKey(rest []byte) bool {
 // plain layout or has any error; the caller then decodes it whole.
 func parseSplit(name string, data []byte) (*Config, bool) {
 	head, items, ok := splitServices(data)
-	if !ok {
+	if !ok || bytes.IndexByte(head, '\r') >= 0 {
 		return nil, false
 	}
 	cfg := &Config{Path: name}
@@ -183,18 +185,36 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	hashes := make([]itemHash, len(items))
 	var missing []int // items not in the cache, in file order
 	var moved []int   // where in the last parse the items found elsewhere were
+	// Items edited in place (as many items as before, a few not where they were) are new: only
+	// when items were added, removed or moved around is the last parse searched by hash.
+	inPlace := prev != nil && len(prev.hashes) == len(items)
+	if inPlace {
+		off := 0
+		for i, it := range items {
+			hashes[i] = hashItem(it)
+			if hashes[i] != prev.hashes[i] {
+				if off++; off > maxUniqueScan {
+					inPlace = false
+					break
+				}
+			}
+		}
+	}
 	for i, it := range items {
-		h := hashItem(it)
-		hashes[i] = h
-		if s, j := prev.find(i, h); s != nil {
+		h := hashes[i]
+		if !inPlace {
+			h = hashItem(it)
+			hashes[i] = h
+		}
+		if s, j := prev.find(i, h, !inPlace); s != nil {
 			services[i], reused[i] = *s, true
 			if j != i {
 				moved = append(moved, j)
 			}
 			continue
 		}
-		if hasAnchorOrAlias(it) {
-			return nil, false // (a cached item has none: it was decoded piecewise)
+		if hasAnchorOrAlias(it) || bytes.IndexByte(it, '\r') >= 0 {
+			return nil, false // (a cached item has neither: it was decoded piecewise)
 		}
 		missing = append(missing, i)
 	}
@@ -378,13 +398,16 @@ type parsedItems struct {
 }
 
 // find returns the service of the item with hash h, expected at position i, and where it was;
-// nil if none.
-func (p *parsedItems) find(i int, h itemHash) (*Service, int) {
+// nil if none. Unless search, it looks at position i only.
+func (p *parsedItems) find(i int, h itemHash, search bool) (*Service, int) {
 	if p == nil {
 		return nil, -1
 	}
 	if i < len(p.hashes) && p.hashes[i] == h {
 		return &p.services[i], i
+	}
+	if !search {
+		return nil, -1
 	}
 	p.index.Do(func() {
 		p.byHash = make(map[itemHash]int, len(p.hashes))

@@ -74,6 +74,9 @@ func TestParseSplitFallsBack(t *testing.T) {
 		"two documents":        "services:\n  - {name: a, vip: 10.0.0.1, port: 80}\n---\nservices: []\n",
 		"empty document first": "---\n---\nservices:\n  - {name: a, vip: 10.0.0.1, port: 80}\n",
 		"no services key":      "director: {interface: lvs0}\n",
+		"carriage returns":     "services:\r\n  - {name: a, vip: 10.0.0.1, port: 80}\r\n",
+		"carriage return in a comment between items": "services:\n  - {name: a, vip: 10.0.0.1, port: 80}\n# x\r\n  - {name: b, vip: 10.0.0.1, port: 81}\n",
+		"carriage return in the head":                "director: {interface: lvs0}\r\nservices:\n  - {name: a, vip: 10.0.0.1, port: 80}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			itemCache.set(nil, "")
