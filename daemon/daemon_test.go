@@ -68,7 +68,7 @@ func kernelDests(t *testing.T, k *director.FakeKernel) map[string]int {
 	out := map[string]int{}
 	for _, s := range svcs {
 		for _, d := range s.Dests {
-			out[s.Key.String()+" "+d.Addr.String()] = d.Weight
+			out[s.Key.String()+" "+d.Addr.String()] = int(d.Weight)
 		}
 	}
 	return out

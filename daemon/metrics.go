@@ -167,8 +167,8 @@ func (c *ipvsCollector) build(observed []director.VirtualService) []prometheus.M
 		active, inactive := 0, 0
 		for j := range s.Dests {
 			d := &s.Dests[j]
-			active += d.ActiveConns
-			inactive += d.InactiveConns
+			active += int(d.ActiveConns)
+			inactive += int(d.InactiveConns)
 			if !perRS {
 				continue
 			}
@@ -178,9 +178,9 @@ func (c *ipvsCollector) build(observed []director.VirtualService) []prometheus.M
 			counter(c.rsPackets, d.Counters().PacketsOut, name, rs, "out")
 			counter(c.rsBytes, d.Counters().BytesIn, name, rs, "in")
 			counter(c.rsBytes, d.Counters().BytesOut, name, rs, "out")
-			gauge(c.rsActive, d.ActiveConns, name, rs)
-			gauge(c.rsInactive, d.InactiveConns, name, rs)
-			gauge(c.rsWeight, d.Weight, name, rs)
+			gauge(c.rsActive, int(d.ActiveConns), name, rs)
+			gauge(c.rsInactive, int(d.InactiveConns), name, rs)
+			gauge(c.rsWeight, int(d.Weight), name, rs)
 		}
 		gauge(c.svcActive, active, name)
 		gauge(c.svcInactive, inactive, name)

@@ -57,9 +57,9 @@ func (c legacyIPVSCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.rsPackets, d.Counters().PacketsOut, name, rs, "out")
 			counter(c.rsBytes, d.Counters().BytesIn, name, rs, "in")
 			counter(c.rsBytes, d.Counters().BytesOut, name, rs, "out")
-			gauge(c.rsActive, d.ActiveConns, name, rs)
-			gauge(c.rsInactive, d.InactiveConns, name, rs)
-			gauge(c.rsWeight, d.Weight, name, rs)
+			gauge(c.rsActive, int(d.ActiveConns), name, rs)
+			gauge(c.rsInactive, int(d.InactiveConns), name, rs)
+			gauge(c.rsWeight, int(d.Weight), name, rs)
 		}
 	}
 }

@@ -117,8 +117,8 @@ func (d *Daemon) Status() (Report, error) {
 			if inKernel {
 				for _, kd := range ks.Dests {
 					if kd.Addr == a {
-						w := kd.Weight
-						rr.KernelWeight, rr.ActiveConns, rr.InactConns = &w, kd.ActiveConns, kd.InactiveConns
+						w := int(kd.Weight)
+						rr.KernelWeight, rr.ActiveConns, rr.InactConns = &w, int(kd.ActiveConns), int(kd.InactiveConns)
 					}
 				}
 			}

@@ -93,7 +93,7 @@ func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc, b
 			continue
 		}
 		up := !checked(rs) || (health != nil && health(s.Name, ap))
-		d := Dest{Addr: ap, Weight: rs.WeightOr(), Fwd: FwdMasq}
+		d := Dest{Addr: ap, Weight: int32(rs.WeightOr()), Fwd: FwdMasq}
 		if up {
 			h.Up++
 		} else if s.InhibitOnFailure {
@@ -112,7 +112,7 @@ func desiredService(s *config.Service, health HealthFunc, drained DrainedFunc, b
 			}
 		}
 		ss := s.SorryServer
-		vs.Dests = append(vs.Dests, Dest{Addr: netip.AddrPortFrom(ss.Address.Addr, ss.Port), Weight: max(ss.WeightOr(), 1), Fwd: FwdMasq})
+		vs.Dests = append(vs.Dests, Dest{Addr: netip.AddrPortFrom(ss.Address.Addr, ss.Port), Weight: int32(max(ss.WeightOr(), 1)), Fwd: FwdMasq})
 	}
 	vs.sortDests()
 	return vs, h

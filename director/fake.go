@@ -228,7 +228,7 @@ func (f *FakeKernel) DelDest(k ServiceKey, a DestKey) error {
 }
 
 // SetConns sets the connection counters of a real server (as traffic would).
-func (f *FakeKernel) SetConns(k ServiceKey, a DestKey, active, inactive int) {
+func (f *FakeKernel) SetConns(k ServiceKey, a DestKey, active, inactive uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if s, ok := f.services[k]; ok {

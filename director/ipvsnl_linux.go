@@ -599,11 +599,11 @@ func parseDest(b []byte, svcAF uint16, slab *[]Stats) (Dest, error) {
 		case ipvsDestAttrFwdMethod:
 			d.Fwd = u32(v) & FwdMask
 		case ipvsDestAttrWeight:
-			d.Weight = int(int32(u32(v)))
+			d.Weight = int32(u32(v))
 		case ipvsDestAttrActiveConns:
-			d.ActiveConns = int(u32(v))
+			d.ActiveConns = u32(v)
 		case ipvsDestAttrInactConns:
-			d.InactiveConns = int(u32(v))
+			d.InactiveConns = u32(v)
 		case ipvsDestAttrAddrFamily:
 			af = u16(v)
 		case ipvsDestAttrStats:

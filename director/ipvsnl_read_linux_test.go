@@ -170,7 +170,7 @@ func readTable(n int) []VirtualService {
 			Scheduler: "wrr", Netmask: 0xffffffff}
 		for j := 0; j < 10; j++ {
 			s.Dests = append(s.Dests, Dest{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(60 + j), byte(i >> 8), byte(i)}), 8080),
-				Weight: j + 1, Fwd: FwdMasq, ActiveConns: j, InactiveConns: 2 * j})
+				Weight: int32(j + 1), Fwd: FwdMasq, ActiveConns: uint32(j), InactiveConns: uint32(2 * j)})
 		}
 		svcs = append(svcs, s)
 	}

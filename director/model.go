@@ -114,12 +114,12 @@ type Stats struct {
 // server in the kernel; the counters, wanted only by a scrape, are behind a pointer.)
 type Dest struct {
 	Addr   DestKey
-	Weight int
+	Weight int32
+	Fwd    uint32 // forwarding method, FwdMasq for NAT
 	// Observed only:
-	ActiveConns   int
-	InactiveConns int
+	ActiveConns   uint32
+	InactiveConns uint32
 	Stats         *Stats // nil: not read
-	Fwd           uint32 // forwarding method, FwdMasq for NAT
 	// Desired only: the real server must not be in the kernel at all (unhealthy without
 	// inhibit_on_failure). It is deleted at once instead of drained.
 	Absent bool

@@ -19,7 +19,7 @@ func randomPlanInput(r *rand.Rand) PlanInput {
 	}
 	vips[5] = netip.MustParseAddr("10.255.0.5") // excluded
 	dest := func() Dest {
-		return Dest{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(r.IntN(6))}), 8080), Weight: r.IntN(3), Fwd: FwdMasq}
+		return Dest{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(r.IntN(6))}), 8080), Weight: int32(r.IntN(3)), Fwd: FwdMasq}
 	}
 	service := func(a netip.Addr, port uint16, observed bool) VirtualService {
 		s := VirtualService{Key: ServiceKey{Protocol: ProtoTCP, Addr: a, Port: port}, Scheduler: []string{"rr", "wrr"}[r.IntN(2)], Netmask: 0xffffffff}
@@ -34,7 +34,7 @@ func randomPlanInput(r *rand.Rand) PlanInput {
 			}
 			seen[d.Addr] = true
 			if observed {
-				d.ActiveConns, d.InactiveConns = r.IntN(2), r.IntN(2)
+				d.ActiveConns, d.InactiveConns = uint32(r.IntN(2)), uint32(r.IntN(2))
 			} else {
 				d.Absent = r.IntN(5) == 0
 			}

@@ -16,7 +16,7 @@ var (
 	t0    = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-func rs(s string, w int) Dest { return Dest{Addr: netip.MustParseAddrPort(s), Weight: w} }
+func rs(s string, w int32) Dest { return Dest{Addr: netip.MustParseAddrPort(s), Weight: w} }
 
 func svc(a netip.Addr, port uint16, sched string, dests ...Dest) VirtualService {
 	nm := uint32(0xffffffff)

@@ -48,7 +48,7 @@ func TestNetlinkBatchAgainstKernel(t *testing.T) {
 	ops = append(ops, director.Op{Kind: director.OpAddService, Service: v6})
 	for i := 1; i <= 50; i++ {
 		for j := 0; j < 10; j++ {
-			d := director.Dest{Addr: rs(i, j), Weight: 1 + j}
+			d := director.Dest{Addr: rs(i, j), Weight: int32(1 + j)}
 			ops = append(ops, director.Op{Kind: director.OpAddDest, Service: director.VirtualService{Key: svcKey(i)}, Dest: d})
 			want[i-1].Dests = append(want[i-1].Dests, d)
 		}

@@ -70,7 +70,7 @@ func TestBenchRead(t *testing.T) {
 			ops = append(ops, director.Op{Kind: director.OpAddService, Service: director.VirtualService{Key: key, Scheduler: "wrr", Netmask: 0xffffffff}})
 			for j := 0; j < realServersPerService; j++ {
 				ops = append(ops, director.Op{Kind: director.OpAddDest, Service: director.VirtualService{Key: key},
-					Dest: director.Dest{Addr: netip.AddrPortFrom(netip.MustParseAddr(r.rs(i, j)), 8080), Weight: 1 + j%3}})
+					Dest: director.Dest{Addr: netip.AddrPortFrom(netip.MustParseAddr(r.rs(i, j)), 8080), Weight: int32(1 + j%3)}})
 			}
 		}
 		k := openKernelIn(t, ns)
@@ -334,7 +334,7 @@ func parseProcIPVS(r io.Reader) ([]director.VirtualService, error) {
 			ac, _ := strconv.Atoi(f[4])
 			ic, _ := strconv.Atoi(f[5])
 			s := &out[len(out)-1]
-			s.Dests = append(s.Dests, director.Dest{Addr: ap, Weight: w, ActiveConns: ac, InactiveConns: ic})
+			s.Dests = append(s.Dests, director.Dest{Addr: ap, Weight: int32(w), ActiveConns: uint32(ac), InactiveConns: uint32(ic)})
 		}
 	}
 	for i := range out {
