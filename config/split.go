@@ -187,25 +187,16 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	var moved []int   // where in the last parse the items found elsewhere were
 	// Items edited in place (as many items as before, a few not where they were) are new: only
 	// when items were added, removed or moved around is the last parse searched by hash.
-	inPlace := prev != nil && len(prev.hashes) == len(items)
-	if inPlace {
-		off := 0
-		for i, it := range items {
-			hashes[i] = hashItem(it)
-			if hashes[i] != prev.hashes[i] {
-				if off++; off > maxUniqueScan {
-					inPlace = false
-					break
-				}
-			}
+	edited := 0 // items not where an item of the same text was
+	for i, it := range items {
+		hashes[i] = hashItem(it)
+		if prev == nil || i >= len(prev.hashes) || hashes[i] != prev.hashes[i] {
+			edited++
 		}
 	}
+	inPlace := prev != nil && len(prev.hashes) == len(items) && edited <= maxEditedInPlace
 	for i, it := range items {
 		h := hashes[i]
-		if !inPlace {
-			h = hashItem(it)
-			hashes[i] = h
-		}
 		if s, j := prev.find(i, h, !inPlace); s != nil {
 			services[i], reused[i] = *s, true
 			if j != i {
@@ -292,6 +283,10 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	itemCache.set(&parsedItems{hashes: hashes, services: cfg.Services}, excl) // (the earlier Config is left to the GC)
 	return cfg, true
 }
+
+// maxEditedInPlace is the most items a reload takes for edited in place (new, not searched
+// for elsewhere in the last parse).
+const maxEditedInPlace = 16
 
 // maxUniqueScan is the most new items whose uniqueness a reload checks against every service
 // one by one; more are checked with the maps of the whole validation.

@@ -279,15 +279,23 @@ func (d *Daemon) requestSync() {
 // Desired returns the desired kernel state for the running config and the current health.
 func (d *Daemon) Desired() ([]director.VirtualService, []director.ServiceHealth) {
 	services := d.services()
-	byName := map[string]*config.Service{}
-	for i := range services {
-		byName[services[i].Name] = &services[i]
-	}
-	health := func(service string, a netip.AddrPort) bool {
+	return director.Desired(services, d.healthFunc(services), d.isDrained)
+}
+
+// healthFunc answers for the real servers of services whether they are up; its index of the
+// services by name is built on the first question (only checked real servers are asked).
+func (d *Daemon) healthFunc(services []config.Service) director.HealthFunc {
+	var byName map[string]*config.Service
+	return func(service string, a netip.AddrPort) bool {
+		if byName == nil {
+			byName = make(map[string]*config.Service, len(services))
+			for i := range services {
+				byName[services[i].Name] = &services[i]
+			}
+		}
 		up, _, _ := d.healthOf(byName[service], a)
 		return up
 	}
-	return director.Desired(services, health, d.isDrained)
 }
 
 // Sync plans and applies once, reading the whole kernel table.
@@ -299,16 +307,7 @@ func (d *Daemon) sync(full bool) error {
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
 	services := d.services()
-	byName := map[string]*config.Service{}
-	healthOf := func(service string, a netip.AddrPort) bool {
-		if len(byName) == 0 {
-			for i := range services {
-				byName[services[i].Name] = &services[i]
-			}
-		}
-		up, _, _ := d.healthOf(byName[service], a)
-		return up
-	}
+	healthOf := d.healthFunc(services)
 	desired, health, changed := d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), d.rec.DrainingVIPs(), full)
 	d.mu.Lock()
 	d.svcHealth = health

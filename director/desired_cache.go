@@ -74,7 +74,9 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 		if !inPlace {
 			j = c.find(i, s.Name)
 		}
-		var old *cachedService
+		had := false // the last build had it: with oldKey and oldSum
+		var oldKey ServiceKey
+		var oldSum [2]uint64
 		if j >= 0 && !used[j] {
 			used[j] = true
 			o := &c.last[j]
@@ -85,8 +87,7 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 				desired[i] = o.vs
 				continue
 			}
-			oc := *o
-			old = &oc
+			had, oldKey, oldSum = true, o.vs.Key, o.sum // (next[i] may be o: read before it is replaced)
 		} else if j >= 0 {
 			changed = nil // two services of one name: no telling what went where
 		}
@@ -97,13 +98,13 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 		stub.Dests, stub.stub = nil, true
 		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: hasChecks(s), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
 		desired[i], built[i] = vs, true
-		if old == nil || old.vs.Key != vs.Key {
+		if !had || oldKey != vs.Key {
 			moved = true
 		}
-		if changed != nil && (old == nil || old.sum != sum) { // (built again alike: no change)
+		if changed != nil && (!had || oldSum != sum) { // (built again alike: no change)
 			changed[vs.Key.Addr] = true
-			if old != nil {
-				changed[old.vs.Key.Addr] = true // (it may have moved)
+			if had {
+				changed[oldKey.Addr] = true // (it may have moved)
 			}
 		}
 	}

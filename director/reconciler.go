@@ -262,7 +262,7 @@ func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[n
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	p, err := r.sync(desired, full, scope)
+	p, err := r.sync(start, desired, full, scope)
 	if errors.Is(err, ErrNeedWhole) {
 		return p, err // not a sync: the caller syncs again at once
 	}
@@ -275,8 +275,7 @@ func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[n
 	return p, err
 }
 
-func (r *Reconciler) sync(desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
-	start := time.Now()
+func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
 	if r.wide {
 		scope = nil
 	}

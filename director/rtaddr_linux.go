@@ -33,19 +33,11 @@ func applyAddrBatch(name string, ops []Op) []error {
 	if err != nil {
 		return fail(fmt.Errorf("interface %s: %w", name, err))
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	fd, err := openRouteSocket(unix.NETLINK_CAP_ACK) // acks without the request
 	if err != nil {
-		return fail(fmt.Errorf("opening a route netlink socket: %w", err))
+		return fail(err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fail(fmt.Errorf("binding the route netlink socket: %w", err))
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1) // acks without the request
-	tv := unix.NsecToTimeval(recvTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fail(fmt.Errorf("route netlink socket timeout: %w", err))
-	}
 	seq := uint32(time.Now().UnixNano())
 	buf := make([]byte, 0, addrBatch*64)
 	rbuf := make([]byte, 64<<10)
@@ -109,6 +101,26 @@ func applyAddrBatch(name string, ops []Op) []error {
 
 func nlmAlign(n int) int { return (n + 3) &^ 3 }
 
+// openRouteSocket opens a bound route netlink socket with the receive timeout and the netlink
+// option opt turned on where the kernel has it (the caller closes it).
+func openRouteSocket(opt int) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return -1, fmt.Errorf("opening a route netlink socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("binding the route netlink socket: %w", err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, opt, 1)
+	tv := unix.NsecToTimeval(recvTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("route netlink socket timeout: %w", err)
+	}
+	return fd, nil
+}
+
 // appendAddrMsg appends the RTM_NEWADDR or RTM_DELADDR request of op (a host address: /32 or
 // /128; IPv6 without duplicate address detection, as the daemon has always added them).
 func appendAddrMsg(b []byte, op Op, index int32, seq uint32) ([]byte, error) {
@@ -159,19 +171,11 @@ func appendAddrMsg(b []byte, op Op, index int32, seq uint32) ([]byte, error) {
 // one asks the kernel for the interface's addresses only (NETLINK_GET_STRICT_CHK; the index is
 // checked here too, for kernels before 4.20) and reads them in place.
 func dumpAddrs(index int) ([]netip.Addr, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
 	if err != nil {
-		return nil, fmt.Errorf("opening a route netlink socket: %w", err)
+		return nil, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("binding the route netlink socket: %w", err)
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1)
-	tv := unix.NsecToTimeval(recvTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return nil, fmt.Errorf("route netlink socket timeout: %w", err)
-	}
 	seq := uint32(time.Now().UnixNano())
 	req := make([]byte, unix.SizeofNlMsghdr+unix.SizeofIfAddrmsg)
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
