@@ -169,6 +169,9 @@ var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 
 // Load reads and validates a config file.
 func Load(path string) (*Config, error) {
+	if cfg, err, ok := loadMapped(path); ok {
+		return cfg, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
@@ -267,5 +269,82 @@ func TestReloadUniqueness(t *testing.T) {
 				t.Errorf("valid reload after it: %v", err)
 			}
 		})
+	}
+}
+
+// TestScanLine: the line ends scanLine finds are bytes.IndexByte's, for lines of every length
+// around the word size and at the end of the data with and without a newline; a line hashes
+// alike wherever it starts, and unlike when any byte differs.
+func TestScanLine(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		n := r.IntN(40)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "ab\n "[r.IntN(4)]
+		}
+		for off := 0; off <= len(b); {
+			end, sum := scanLine(b, off)
+			want := bytes.IndexByte(b[off:], '\n')
+			if want < 0 {
+				want = len(b)
+			} else {
+				want += off
+			}
+			if end != want {
+				t.Fatalf("%q from %d: end %d, want %d", b, off, end, want)
+			}
+			// The same line elsewhere (shifted by 1-8 bytes) hashes alike.
+			stop := min(end+1, len(b))
+			shift := 1 + r.IntN(8)
+			moved := append(bytes.Repeat([]byte("x"), shift), b[off:stop]...)
+			if _, sum2 := scanLine(moved, shift); sum2 != sum {
+				t.Fatalf("%q hashes differently at another offset", b[off:stop])
+			}
+			// One byte changed: another hash.
+			if stop > off {
+				changed := bytes.Clone(b[off:stop])
+				k := r.IntN(len(changed))
+				if changed[k] != '\n' {
+					changed[k] ^= 0x40
+					if _, sum3 := scanLine(changed, 0); sum3 == sum {
+						t.Fatalf("%q and %q hash alike", b[off:stop], changed)
+					}
+				}
+			}
+			if end == len(b) {
+				break
+			}
+			off = end + 1
+		}
+	}
+}
+
+// TestSplitHashes: the hashes splitServices takes in its pass are hashItem of each item, items
+// alike hash alike wherever they are, and every distinct item of a file hashes differently.
+func TestSplitHashes(t *testing.T) {
+	block := "director:\n  interface: lvs0\nservices:\n" +
+		"  - name: a\n    vip: 10.0.0.1\n    port: 80\n\n    # a comment inside\n    real_servers:\n      - {address: 10.1.0.1, port: 8080}\n" +
+		"  - name: b\n    vip: 10.0.0.2\n    port: 80\n" +
+		"  - name: a\n    vip: 10.0.0.1\n    port: 80\n\n    # a comment inside\n    real_servers:\n      - {address: 10.1.0.1, port: 8080}\n" +
+		"api: {socket: /x}\n"
+	for _, data := range [][]byte{[]byte(block), benchYAML(300), bytes.TrimSuffix(benchYAML(20), []byte("\n"))} {
+		_, items, hashes, ok := splitServices(data)
+		if !ok || len(items) != len(hashes) || len(items) == 0 {
+			t.Fatalf("split: ok %v, %d items, %d hashes", ok, len(items), len(hashes))
+		}
+		seen := map[itemHash]string{}
+		for i, it := range items {
+			if h := hashItem(it); h != hashes[i] {
+				t.Fatalf("item %d %q: split's hash %x, hashItem %x", i, it, hashes[i], h)
+			}
+			if o, dup := seen[hashes[i]]; dup && o != string(it) {
+				t.Fatalf("%q and %q hash alike", o, it)
+			}
+			seen[hashes[i]] = string(it)
+		}
+		if bytes.Equal(data, []byte(block)) && hashes[0] != hashes[2] {
+			t.Fatal("two items alike hash differently")
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"runtime"
@@ -308,9 +309,9 @@ func (d *Daemon) sync(full bool) error {
 	defer d.syncMu.Unlock()
 	services := d.services()
 	healthOf := d.healthFunc(services)
-	desired, health, changed := d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), d.rec.DrainingVIPs(), full)
+	need := d.rec.DrainingVIPs()
+	desired, changed, partial := d.desired.BuildScope(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), need, full)
 	d.mu.Lock()
-	d.svcHealth = health
 	d.lastSync = time.Now()
 	if full {
 		d.lastFull = d.lastSync
@@ -321,15 +322,24 @@ func (d *Daemon) sync(full bool) error {
 	switch {
 	case full:
 		_, err = d.rec.Sync(desired)
-	case changed == nil:
+	case !partial: // (the cache cannot tell what changed)
 		_, err = d.rec.SyncChanged(desired)
 	default:
-		_, err = d.rec.SyncScoped(desired, changed)
+		// Only the services of the VIPs that changed (and of those draining) were built.
+		scope := maps.Clone(changed)
+		for a := range need {
+			scope[a] = true
+		}
+		_, err = d.rec.SyncPartial(desired, scope)
 		if errors.Is(err, director.ErrNeedWhole) { // (a settings change, an unknown table)
 			desired, _, _ = d.desired.Build(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), nil, true)
 			_, err = d.rec.SyncChanged(desired)
 		}
 	}
+	health := d.desired.Health()
+	d.mu.Lock()
+	d.svcHealth = health
+	d.mu.Unlock()
 	return err
 }
 

@@ -152,9 +152,9 @@ func testDesiredCache(t *testing.T, inOrder bool) {
 	for range 30 {
 		m.svcs = append(m.svcs, m.newService())
 	}
-	var c DesiredCache
+	var c, cs DesiredCache // cs: the same builds with BuildScope
 	var prev []VirtualService
-	reused, stubs := 0, 0
+	reused, stubs, partials := 0, 0, 0
 	for step := range 1500 {
 		what := "start"
 		if step > 0 {
@@ -173,6 +173,27 @@ func testDesiredCache(t *testing.T, inOrder bool) {
 		got, gotH, changed := c.Build(cfg.Services, m.health, m.healthGen, m.isDrained, m.drainGen, need, full)
 		if !reflect.DeepEqual(gotH, wantH) || len(got) != len(want) {
 			t.Fatalf("step %d (%s): health\n%+v\nwant\n%+v", step, what, gotH, wantH)
+		}
+		// BuildScope: the same, or (partial) exactly the whole services of changed and need.
+		part, changedS, partial := cs.BuildScope(cfg.Services, m.health, m.healthGen, m.isDrained, m.drainGen, need, full)
+		if !reflect.DeepEqual(changedS, changed) || !reflect.DeepEqual(cs.Health(), wantH) {
+			t.Fatalf("step %d (%s): BuildScope changed %v, Build %v", step, what, changedS, changed)
+		}
+		if partial != (!full && changed != nil) {
+			t.Fatalf("step %d (%s): partial %v with full %v, changed %v", step, what, partial, full, changed)
+		}
+		wantPart := got
+		if partial {
+			partials++
+			wantPart = nil
+			for _, vs := range want {
+				if changed[vs.Key.Addr] || need[vs.Key.Addr] {
+					wantPart = append(wantPart, vs)
+				}
+			}
+		}
+		if !reflect.DeepEqual(part, wantPart) {
+			t.Fatalf("step %d (%s): BuildScope (partial %v)\n%+v\nwant\n%+v", step, what, partial, part, wantPart)
 		}
 		for i := range got {
 			a := want[i].Key.Addr
@@ -220,7 +241,7 @@ func testDesiredCache(t *testing.T, inOrder bool) {
 		}
 		prev = want
 	}
-	if reused < 1000 || stubs < 10000 {
-		t.Fatalf("only %d of 1500 builds left a VIP out of the change, %d stubs", reused, stubs)
+	if reused < 1000 || stubs < 10000 || partials < 1000 {
+		t.Fatalf("only %d of 1500 builds left a VIP out of the change, %d stubs, %d partial builds", reused, stubs, partials)
 	}
 }

@@ -87,6 +87,9 @@ func (k *LinuxKernel) DelDest(key ServiceKey, a DestKey) error {
 
 // EnsureLink implements Addresses.
 func (k *LinuxKernel) EnsureLink(name string) error {
+	if _, up, found, err := linkState(name); err == nil && found && up {
+		return nil // the usual case, on every sync: two ioctls
+	}
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -108,15 +111,37 @@ func (k *LinuxKernel) EnsureLink(name string) error {
 
 // Addrs implements Addresses.
 func (k *LinuxKernel) Addrs(name string) ([]netip.Addr, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
-		}
+	index, _, found, err := linkState(name)
+	if err != nil || !found {
 		return nil, err
 	}
-	return dumpAddrs(l.Attrs().Index)
+	return dumpAddrs(index)
+}
+
+// linkState reads an interface's index and whether it is up, by name, with two ioctls on a
+// datagram socket. (The netlink library's LinkByName opens a netlink socket, and parses every
+// attribute of the link, statistics included; every sync asked twice.)
+func linkState(name string) (index int, up, found bool, err error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, false, false, fmt.Errorf("interface %q: %w", name, err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, false, false, fmt.Errorf("socket for interface ioctls: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return 0, false, false, nil
+		}
+		return 0, false, false, fmt.Errorf("index of interface %s: %w", name, err)
+	}
+	index = int(ifr.Uint32())
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return 0, false, false, fmt.Errorf("flags of interface %s: %w", name, err)
+	}
+	return index, ifr.Uint16()&unix.IFF_UP != 0, true, nil
 }
 
 func hostNet(a netip.Addr) *net.IPNet {

@@ -38,6 +38,10 @@ type Reconciler struct {
 	last     Status
 	// fullNAT is the full-NAT service set last applied; nil until the first sync.
 	fullNAT *string
+	// fullNATKeys are its services, in key order.
+	fullNATKeys []ServiceKey
+	// sysctls are the sysctls the last sync set.
+	sysctls map[string]bool
 	// known is the kernel's IPVS table as the last full read found it, changed since only by
 	// this reconciler's own successful operations (see SyncChanged); nil when it is not known.
 	known *knownTable
@@ -156,7 +160,10 @@ const maxTargetedReads = 256
 //
 // scope, when not nil, are the only VIPs whose services may have changed since the last sync
 // (see SyncScoped); the services draining are planned too.
-func (r *Reconciler) planKnown(desired []VirtualService, scope map[netip.Addr]bool) (p Plan, ok bool, err error) {
+//
+// With partial, desired holds the services of the VIPs in scope only, and the plan is made
+// against the known services of those VIPs only.
+func (r *Reconciler) planKnown(desired []VirtualService, scope map[netip.Addr]bool, partial bool) (p Plan, ok bool, err error) {
 	sr, can := r.kernel.(ServiceReader)
 	if r.known == nil || !can {
 		return Plan{}, false, nil
@@ -165,7 +172,13 @@ func (r *Reconciler) planKnown(desired []VirtualService, scope map[netip.Addr]bo
 	if err != nil {
 		return Plan{}, false, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
 	}
-	in := r.planInput(desired, r.known.list, vips)
+	observed := func() []VirtualService {
+		if partial {
+			return r.known.inScope(scope)
+		}
+		return r.known.list
+	}
+	in := r.planInput(desired, observed(), vips)
 	in.Scope = scope
 	p = MakePlan(in)
 	touched := map[ServiceKey]bool{}
@@ -199,7 +212,7 @@ func (r *Reconciler) planKnown(desired []VirtualService, scope map[netip.Addr]bo
 	if same {
 		return p, true, nil // the kernel has what the plan was made against
 	}
-	in.Observed = r.known.list
+	in.Observed = observed()
 	return MakePlan(in), true, nil
 }
 
@@ -258,11 +271,29 @@ func (r *Reconciler) SyncScoped(desired []VirtualService, scope map[netip.Addr]b
 	return r.syncLocked(desired, false, scope)
 }
 
+// SyncPartial is SyncScoped given only part of the desired state: desired holds exactly the
+// desired services of the VIPs in scope, which must include the VIPs of the services
+// draining (DrainingVIPs). Nothing is read or planned for the other services (a reload of one
+// service at 10,000 looks at one VIP's services, not at 10,000). When the sync needs more than
+// the scope (new settings, no known table, too many services touched, a draining VIP outside
+// scope) it changes nothing and returns ErrNeedWhole: the caller then syncs the whole
+// desired state with SyncChanged.
+func (r *Reconciler) SyncPartial(desired []VirtualService, scope map[netip.Addr]bool) (Plan, error) {
+	if scope == nil {
+		scope = map[netip.Addr]bool{}
+	}
+	return r.syncLockedMode(desired, false, scope, true)
+}
+
 func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
+	return r.syncLockedMode(desired, full, scope, false)
+}
+
+func (r *Reconciler) syncLockedMode(desired []VirtualService, full bool, scope map[netip.Addr]bool, partial bool) (Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	p, err := r.sync(start, desired, full, scope)
+	p, err := r.sync(start, desired, full, scope, partial)
 	if errors.Is(err, ErrNeedWhole) {
 		return p, err // not a sync: the caller syncs again at once
 	}
@@ -275,7 +306,17 @@ func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[n
 	return p, err
 }
 
-func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
+func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, scope map[netip.Addr]bool, partial bool) (Plan, error) {
+	if partial {
+		if r.wide || r.known == nil || r.fullNAT == nil {
+			return Plan{}, ErrNeedWhole // every service must be planned, or read
+		}
+		for k := range r.drain {
+			if !scope[k.Addr] {
+				return Plan{}, ErrNeedWhole // (its services are not in desired)
+			}
+		}
+	}
 	if r.wide {
 		scope = nil
 	}
@@ -304,9 +345,12 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 	planned := false
 	if !full {
 		var err error
-		if p, planned, err = r.planKnown(desired, scope); err != nil {
+		if p, planned, err = r.planKnown(desired, scope, partial); err != nil {
 			return p, err
 		}
+	}
+	if !planned && partial {
+		return Plan{}, ErrNeedWhole // (nothing changed yet)
 	}
 	if !planned && hasStubs(desired, nil) {
 		return Plan{}, ErrNeedWhole // (nothing changed yet)
@@ -351,15 +395,25 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 	if r.known != nil {
 		r.known.trim()
 	}
-	if err := r.syncFullNAT(desired); err != nil {
+	if err := r.syncFullNAT(desired, scope, partial); err != nil {
 		errs = append(errs, err)
 	}
+	set := map[string]bool{}
+	if partial && r.sysctls != nil {
+		set = r.sysctls // a part of the services adds to what the last sync set
+	}
 	for _, kv := range RequiredSysctls(desired) {
+		if set[kv[0]] {
+			continue
+		}
 		if err := r.kernel.SetSysctl(kv[0], kv[1]); err != nil {
 			r.log.Error("cannot set sysctl", "name", kv[0], "value", kv[1], "err", err)
 			errs = append(errs, fmt.Errorf("sysctl %s: %w", kv[0], err))
+			continue
 		}
+		set[kv[0]] = true
 	}
+	r.sysctls = set
 	if len(p.Ops) > 0 {
 		attrs := []any{"ops", len(p.Ops), "failed", len(errs), "took", time.Since(start).Round(time.Microsecond)}
 		for k, n := range counts {
@@ -373,12 +427,24 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 	return p, errors.Join(errs...)
 }
 
-func (r *Reconciler) syncFullNAT(desired []VirtualService) error {
+// syncFullNAT puts the full-NAT rules of the desired services in place. With partial, desired
+// holds the services of the VIPs in scope only: the others keep the rules they had.
+func (r *Reconciler) syncFullNAT(desired []VirtualService, scope map[netip.Addr]bool, partial bool) error {
 	var keys []ServiceKey
+	if partial {
+		for _, k := range r.fullNATKeys {
+			if !scope[k.Addr] {
+				keys = append(keys, k)
+			}
+		}
+	}
 	for _, s := range desired {
 		if s.FullNAT && !excluded(s.Key.Addr, r.settings.Exclude) {
 			keys = append(keys, s.Key)
 		}
+	}
+	if partial {
+		slices.SortFunc(keys, ServiceKey.compare)
 	}
 	fp := string(FullNATFingerprint(keys))
 	if r.fullNAT != nil && *r.fullNAT == fp {
@@ -388,7 +454,7 @@ func (r *Reconciler) syncFullNAT(desired []VirtualService) error {
 		r.log.Error("full-NAT rules failed", "err", err)
 		return fmt.Errorf("full-NAT rules: %w", err)
 	}
-	r.fullNAT = &fp
+	r.fullNAT, r.fullNATKeys = &fp, keys
 	if len(keys) > 0 {
 		r.log.Info("full-NAT rules in place", "services", len(keys))
 	}
@@ -543,6 +609,30 @@ type knownTable struct {
 	grown map[int]bool
 	// room is how many real servers reserve expects each service still to be added to get.
 	room map[ServiceKey]int
+	// byVIP are the keys of each VIP's services; built on first use (inScope).
+	byVIP map[netip.Addr][]ServiceKey
+}
+
+// inScope returns the known services of the VIPs in scope, in key order.
+func (t *knownTable) inScope(scope map[netip.Addr]bool) []VirtualService {
+	if t.byVIP == nil {
+		t.byVIP = make(map[netip.Addr][]ServiceKey)
+		for i := range t.list {
+			k := t.list[i].Key
+			t.byVIP[k.Addr] = append(t.byVIP[k.Addr], k)
+		}
+	}
+	var out []VirtualService
+	for a, in := range scope {
+		if !in {
+			continue
+		}
+		for _, k := range t.byVIP[a] {
+			out = append(out, t.list[t.idx[k]])
+		}
+	}
+	slices.SortFunc(out, func(a, b VirtualService) int { return a.Key.compare(b.Key) })
+	return out
 }
 
 // reserve makes room at once for the real servers the successful operations of a plan add, so
@@ -622,6 +712,9 @@ func (t *knownTable) set(k ServiceKey, vs VirtualService, found bool) {
 	case found:
 		t.idx[k] = len(t.list)
 		t.list = append(t.list, vs)
+		if t.byVIP != nil {
+			t.byVIP[k.Addr] = append(t.byVIP[k.Addr], k)
+		}
 	case ok: // the last service takes its place
 		last := len(t.list) - 1
 		if i != last {
@@ -634,6 +727,14 @@ func (t *knownTable) set(k ServiceKey, vs VirtualService, found bool) {
 		t.list[last] = VirtualService{}
 		t.list = t.list[:last]
 		delete(t.idx, k)
+		if keys, ok := t.byVIP[k.Addr]; ok {
+			keys = slices.DeleteFunc(keys, func(x ServiceKey) bool { return x == k })
+			if len(keys) == 0 {
+				delete(t.byVIP, k.Addr)
+			} else {
+				t.byVIP[k.Addr] = keys
+			}
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,6 +139,40 @@ func TestDumpAddrs(t *testing.T) {
 		}
 		if other, err := dumpAddrs(ifi.Index + 1000); err != nil || len(other) != 0 {
 			t.Errorf("another interface index: %d addresses, %v", len(other), err)
+		}
+	})
+}
+
+// TestLinkState: the index and up flag read by ioctl are the standard library's; a missing
+// interface is not found (no error), a name too long for the kernel is an error.
+func TestLinkState(t *testing.T) {
+	inNewNetns(t, func() {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, up := range []bool{false, true} {
+			if up {
+				l, err := netlink.LinkByName("lo")
+				if err == nil {
+					err = netlink.LinkSetUp(l)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			index, isUp, found, err := linkState("lo")
+			if err != nil || !found || index != lo.Index || isUp != up {
+				t.Errorf("lo: index %d up %v found %v err %v; want index %d up %v", index, isUp, found, err, lo.Index, up)
+			}
+		}
+		if _, _, found, err := linkState("nosuch0"); found || err != nil {
+			t.Errorf("nosuch0: found %v err %v", found, err)
+		}
+		if _, _, _, err := linkState("a-name-longer-than-ifnamsiz"); err == nil {
+			t.Error("a name too long: no error")
 		}
 	})
 }
