@@ -73,6 +73,31 @@ type Service struct {
 
 	// rev identifies this service's parse (see Revision).
 	rev uint64
+	// checks caches HasChecks for a parsed service: 0 not known, 1 no checks, 2 checks.
+	checks uint8
+}
+
+// HasChecks tells whether the service or any of its real servers has a health check.
+func (s *Service) HasChecks() bool {
+	switch s.checks {
+	case 1:
+		return false
+	case 2:
+		return true
+	}
+	return s.findChecks()
+}
+
+func (s *Service) findChecks() bool {
+	if s.HealthCheck != nil {
+		return true
+	}
+	for i := range s.RealServers {
+		if s.RealServers[i].HealthCheck != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // revisions numbers the services parsed in this process (Revision).
@@ -255,6 +280,12 @@ func (c *Config) setDefaults() {
 }
 
 func (s *Service) setDefaults() {
+	defer func() { // (after the defaults: they may fill in checks)
+		s.checks = 1
+		if s.findChecks() {
+			s.checks = 2
+		}
+	}()
 	if s.Source == "" {
 		s.Source = "file"
 	}

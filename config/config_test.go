@@ -142,3 +142,32 @@ func TestFullExampleIsValid(t *testing.T) {
 		t.Fatalf("full example: %+v", cfg)
 	}
 }
+
+// TestHasChecks: known from the parse for parsed services (a check on the service or on one
+// real server), found by looking for services made otherwise.
+func TestHasChecks(t *testing.T) {
+	cfg, err := Parse("t.yaml", []byte(`director: {interface: lvs0}
+services:
+  - {name: none, vip: 10.0.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 80}]}
+  - {name: svc, vip: 10.0.0.2, port: 80, health_check: {type: tcp}, real_servers: [{address: 10.1.0.1, port: 80}]}
+  - name: rs
+    vip: 10.0.0.3
+    port: 80
+    real_servers:
+      - {address: 10.1.0.1, port: 80}
+      - {address: 10.1.0.2, port: 80, health_check: {type: tcp}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, true} {
+		s := &cfg.Services[i]
+		if s.checks == 0 || s.HasChecks() != want {
+			t.Errorf("%s: HasChecks %v (cached %d), want %v", s.Name, s.HasChecks(), s.checks, want)
+		}
+	}
+	made := Service{Name: "made", RealServers: []RealServer{{}, {HealthCheck: &HealthCheck{Type: "tcp"}}}}
+	if !made.HasChecks() || (&Service{Name: "bare"}).HasChecks() {
+		t.Error("HasChecks of services not parsed")
+	}
+}

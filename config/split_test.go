@@ -329,7 +329,7 @@ func TestSplitHashes(t *testing.T) {
 		"  - name: a\n    vip: 10.0.0.1\n    port: 80\n\n    # a comment inside\n    real_servers:\n      - {address: 10.1.0.1, port: 8080}\n" +
 		"api: {socket: /x}\n"
 	for _, data := range [][]byte{[]byte(block), benchYAML(300), bytes.TrimSuffix(benchYAML(20), []byte("\n"))} {
-		_, items, hashes, ok := splitServices(data)
+		_, items, hashes, ok := splitServices(data, 0)
 		if !ok || len(items) != len(hashes) || len(items) == 0 {
 			t.Fatalf("split: ok %v, %d items, %d hashes", ok, len(items), len(hashes))
 		}

@@ -121,6 +121,9 @@ func Eligible(syncErr string, health []director.ServiceHealth) bool {
 
 // announce updates the cluster eligibility and hands the BGP speaker the routes to announce.
 func (d *Daemon) announce(ctx context.Context) {
+	if d.speaker == nil && d.members == nil {
+		return // nothing to announce to, and no state to report (announceState)
+	}
 	d.mu.Lock()
 	health := d.svcHealth
 	cfg := d.cfg

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -123,4 +125,22 @@ func sameDests(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestHoldGC: while held, the collector runs only past the memory limit holdGC sets (the
+// process's memory now plus holdGCRoom); release restores both settings.
+func TestHoldGC(t *testing.T) {
+	pct0, lim0 := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	defer debug.SetGCPercent(pct0)
+	release := holdGC()
+	pct, lim := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if pct != -1 || lim <= 0 || lim > int64(ms.Sys)+holdGCRoom || lim < holdGCRoom {
+		t.Fatalf("held: GC percent %d, limit %d (Sys %d)", pct, lim, ms.Sys)
+	}
+	release()
+	if p, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); p != 100 || l != lim0 {
+		t.Fatalf("released: GC percent %d, limit %d; want 100, %d", p, l, lim0)
+	}
 }

@@ -177,7 +177,7 @@ func (c *DesiredCache) update(services []config.Service, health HealthFunc, heal
 		sum, c.scratch = desiredSum(&vs, c.scratch)
 		stub := vs
 		stub.Dests, stub.stub = nil, true
-		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: hasChecks(s), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
+		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: s.HasChecks(), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
 		built = append(built, rebuilt{i, vs})
 		c.health = nil
 		if !had || oldKey != vs.Key {
@@ -223,18 +223,6 @@ func (c *DesiredCache) find(i int, name string) int {
 		return j
 	}
 	return -1
-}
-
-func hasChecks(s *config.Service) bool {
-	if s.HealthCheck != nil {
-		return true
-	}
-	for i := range s.RealServers {
-		if s.RealServers[i].HealthCheck != nil {
-			return true
-		}
-	}
-	return false
 }
 
 var sumSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}

@@ -124,21 +124,21 @@ func (r *Reconciler) Plan(desired []VirtualService) (Plan, error) {
 }
 
 func (r *Reconciler) plan(desired []VirtualService) (Plan, error) {
-	p, _, err := r.planFull(desired)
+	p, _, _, err := r.planFull(desired)
 	return p, err
 }
 
 // planFull reads the whole table and plans against it; it also returns what it read.
-func (r *Reconciler) planFull(desired []VirtualService) (Plan, []VirtualService, error) {
+func (r *Reconciler) planFull(desired []VirtualService) (Plan, []VirtualService, []netip.Addr, error) {
 	observed, err := r.kernel.Services()
 	if err != nil {
-		return Plan{}, nil, fmt.Errorf("reading IPVS state: %w", err)
+		return Plan{}, nil, nil, fmt.Errorf("reading IPVS state: %w", err)
 	}
 	vips, err := r.kernel.Addrs(r.settings.Interface)
 	if err != nil {
-		return Plan{}, nil, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+		return Plan{}, nil, nil, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
 	}
-	return MakePlan(r.planInput(desired, observed, vips)), observed, nil
+	return MakePlan(r.planInput(desired, observed, vips)), observed, vips, nil
 }
 
 func (r *Reconciler) planInput(desired, observed []VirtualService, vips []netip.Addr) PlanInput {
@@ -168,9 +168,17 @@ func (r *Reconciler) planKnown(desired []VirtualService, scope map[netip.Addr]bo
 	if r.known == nil || !can {
 		return Plan{}, false, nil
 	}
-	vips, err := r.kernel.Addrs(r.settings.Interface) // ownership: always read afresh
-	if err != nil {
-		return Plan{}, false, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+	// Ownership: the addresses are read afresh, except by a partial sync, which takes them from
+	// the known table too (at 10,000 services the interface has 1,000 addresses to dump and
+	// parse: a quarter of such a sync in the lab VM); a VIP removed by someone else is put back
+	// by the next full sync, as a real server would be.
+	vips := r.known.addrs
+	if !partial || vips == nil {
+		var err error
+		if vips, err = r.kernel.Addrs(r.settings.Interface); err != nil {
+			return Plan{}, false, fmt.Errorf("reading addresses of %s: %w", r.settings.Interface, err)
+		}
+		r.known.setAddrs(vips)
 	}
 	observed := func() []VirtualService {
 		if partial {
@@ -361,11 +369,13 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 	if !planned {
 		r.known = nil
 		var observed []VirtualService
+		var vips []netip.Addr
 		var err error
-		if p, observed, err = r.planFull(desired); err != nil {
+		if p, observed, vips, err = r.planFull(desired); err != nil {
 			return p, err
 		}
 		r.known = newKnownTable(observed)
+		r.known.setAddrs(vips)
 	}
 	r.drain = p.Drain // (a scope holds every draining service: the plan has all of them)
 	r.draining.Set(float64(r.drain.Len()))
@@ -609,19 +619,19 @@ type knownTable struct {
 	grown map[int]bool
 	// room is how many real servers reserve expects each service still to be added to get.
 	room map[ServiceKey]int
-	// byVIP are the keys of each VIP's services; built on first use (inScope).
+	// byVIP are the keys of each VIP's services (for inScope).
 	byVIP map[netip.Addr][]ServiceKey
+	// addrs are the addresses of the director's interface as last read and changed by the
+	// reconciler's own successful operations; nil when not known.
+	addrs []netip.Addr
+}
+
+func (t *knownTable) setAddrs(vips []netip.Addr) {
+	t.addrs = append(make([]netip.Addr, 0, len(vips)), vips...)
 }
 
 // inScope returns the known services of the VIPs in scope, in key order.
 func (t *knownTable) inScope(scope map[netip.Addr]bool) []VirtualService {
-	if t.byVIP == nil {
-		t.byVIP = make(map[netip.Addr][]ServiceKey)
-		for i := range t.list {
-			k := t.list[i].Key
-			t.byVIP[k.Addr] = append(t.byVIP[k.Addr], k)
-		}
-	}
 	var out []VirtualService
 	for a, in := range scope {
 		if !in {
@@ -686,9 +696,11 @@ func (t *knownTable) trim() {
 
 // newKnownTable makes the table of what a full read found (which it takes over).
 func newKnownTable(observed []VirtualService) *knownTable {
-	t := &knownTable{list: observed, idx: make(map[ServiceKey]int, len(observed))}
+	t := &knownTable{list: observed, idx: make(map[ServiceKey]int, len(observed)), byVIP: map[netip.Addr][]ServiceKey{}}
 	for i := range observed {
-		t.idx[observed[i].Key] = i
+		k := observed[i].Key
+		t.idx[k] = i
+		t.byVIP[k.Addr] = append(t.byVIP[k.Addr], k)
 		dropCounters(&observed[i])
 	}
 	return t
@@ -712,9 +724,7 @@ func (t *knownTable) set(k ServiceKey, vs VirtualService, found bool) {
 	case found:
 		t.idx[k] = len(t.list)
 		t.list = append(t.list, vs)
-		if t.byVIP != nil {
-			t.byVIP[k.Addr] = append(t.byVIP[k.Addr], k)
-		}
+		t.byVIP[k.Addr] = append(t.byVIP[k.Addr], k)
 	case ok: // the last service takes its place
 		last := len(t.list) - 1
 		if i != last {
@@ -743,6 +753,12 @@ func (t *knownTable) apply(op *Op) {
 	k := op.Service.Key
 	i, ok := t.idx[k]
 	switch op.Kind {
+	case OpAddVIP:
+		if t.addrs != nil { // (a plan adds only VIPs the interface does not have)
+			t.addrs = append(t.addrs, op.VIP)
+		}
+	case OpDelVIP:
+		t.addrs = slices.DeleteFunc(t.addrs, func(a netip.Addr) bool { return a == op.VIP })
 	case OpAddService:
 		vs := op.Service
 		vs.Dests, vs.FullNAT, vs.Stats = nil, false, Stats{}

@@ -18,6 +18,9 @@ func TargetsFor(services []config.Service) []Target {
 	var out []Target
 	for i := range services {
 		s := &services[i]
+		if !s.HasChecks() {
+			continue // (known from the parse: not a look at each real server)
+		}
 		for j := range s.RealServers {
 			rs := &s.RealServers[j]
 			spec := s.HealthCheck

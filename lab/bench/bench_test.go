@@ -601,6 +601,9 @@ func TestBenchLab(t *testing.T) {
 		t.Logf("keepalived not in the VM (%v): not measured", keepErr)
 	}
 	sizes := envInts("LAB_BENCH_SIZES", []int{1000, 10000})
+	// LAB_BENCH_ONLY=lvs-director measures lvs-director alone (no baselines, no table): for
+	// quick checks while working on it; the published figures come from whole runs.
+	only := os.Getenv("LAB_BENCH_ONLY") == "lvs-director"
 	repsList := envInts("LAB_BENCH_REPS", []int{3})
 	repsOf := func(i int) int { return repsList[min(i, len(repsList)-1)] }
 	uname, _ := exec.Command("uname", "-r").Output()
@@ -631,7 +634,7 @@ func TestBenchLab(t *testing.T) {
 		timeout := time.Duration(n/1000+1) * 60 * time.Second
 
 		// ipvsadm --restore: the floor.
-		for rep := 0; rep < reps; rep++ {
+		for rep := 0; rep < reps && !only; rep++ {
 			ns := newNS("restore")
 			start := time.Now()
 			out, err := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", "ipvsadm -R < "+rules).CombinedOutput()
@@ -648,7 +651,7 @@ func TestBenchLab(t *testing.T) {
 		report(t, fmt.Sprintf("cold.%d.ipvsadm", n), fmtDurations(f.cold[n]["ipvsadm"]))
 
 		// The director's netlink client alone: the kernel part of lvs-director's cold start.
-		for rep := 0; rep < reps; rep++ {
+		for rep := 0; rep < reps && !only; rep++ {
 			ns := newNS("client")
 			apply, read := clientRun(t, ns, r, false)
 			f.cold[n]["client"] = append(f.cold[n]["client"], apply)
@@ -659,7 +662,7 @@ func TestBenchLab(t *testing.T) {
 		report(t, fmt.Sprintf("client-batch.%d", n), fmtDurations(f.cold[n]["client"]))
 		report(t, fmt.Sprintf("client-read.%d", n), fmtDurations(f.cold[n]["read"]))
 		report(t, fmt.Sprintf("proc-read.%d", n), fmtDurations(f.cold[n]["proc"]))
-		if n <= 1000 {
+		if n <= 1000 && !only {
 			ns := newNS("client1")
 			apply, _ := clientRun(t, ns, r, true)
 			f.cold[n]["client1"] = append(f.cold[n]["client1"], apply)
@@ -701,7 +704,7 @@ func TestBenchLab(t *testing.T) {
 		}
 		report(t, fmt.Sprintf("cold.%d.lvs-director", n), fmtDurations(f.cold[n]["lvs-director"]))
 
-		if keepErr != nil {
+		if keepErr != nil || only {
 			continue
 		}
 		for rep := 0; rep < reps; rep++ {
@@ -728,6 +731,9 @@ func TestBenchLab(t *testing.T) {
 			dropNS(t, ns)
 		}
 		report(t, fmt.Sprintf("cold.%d.keepalived", n), fmtDurations(f.cold[n]["keepalived"]))
+	}
+	if only {
+		return
 	}
 	var allReps []int
 	for i := range sizes {
