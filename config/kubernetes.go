@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Kubernetes configures the Kubernetes config source (package kubernetes): the director serves
@@ -36,7 +33,8 @@ type Kubernetes struct {
 	VIPPool *Prefix `yaml:"vip_pool,omitempty"`
 	// UpdateStatus writes the VIP to the Service's status.loadBalancer.ingress.
 	UpdateStatus bool `yaml:"update_status"`
-	// Resync is the informers' resync period (default 5m).
+	// Resync is the resync period (default 5m): the services are translated again (and their
+	// status written) this often even without changes.
 	Resync Duration `yaml:"resync"`
 	// Scheduler is the IPVS scheduler of the services made from Kubernetes (default rr).
 	Scheduler string `yaml:"scheduler"`
@@ -87,7 +85,7 @@ func (k *Kubernetes) validate(v *validator, p string) {
 	seen := map[string]int{}
 	for i, ns := range k.Namespaces {
 		np := fmt.Sprintf("%s.namespaces[%d]", p, i)
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		if errs := dns1123Label(ns); len(errs) > 0 {
 			v.errorf(np, "invalid namespace %q: %s", ns, strings.Join(errs, "; "))
 		} else if j, dup := seen[ns]; dup {
 			v.errorf(np, "duplicate namespace %q (also namespaces[%d])", ns, j)
@@ -95,11 +93,11 @@ func (k *Kubernetes) validate(v *validator, p string) {
 			seen[ns] = i
 		}
 	}
-	if _, err := labels.Parse(k.LabelSelector); err != nil {
+	if err := checkLabelSelector(k.LabelSelector); err != nil {
 		v.errorf(p+".label_selector", "invalid label selector %q: %v", k.LabelSelector, err)
 	}
 	if k.LoadBalancerClass != "" {
-		if errs := validation.IsQualifiedName(k.LoadBalancerClass); len(errs) > 0 {
+		if errs := qualifiedName(k.LoadBalancerClass); len(errs) > 0 {
 			v.errorf(p+".load_balancer_class", "invalid class %q: %s", k.LoadBalancerClass, strings.Join(errs, "; "))
 		}
 	}
@@ -108,7 +106,7 @@ func (k *Kubernetes) validate(v *validator, p string) {
 	default:
 		v.errorf(p+".targets", "unknown targets %q (nodes or pods)", k.Targets)
 	}
-	if errs := validation.IsQualifiedName(k.VIPAnnotation); len(errs) > 0 {
+	if errs := qualifiedName(k.VIPAnnotation); len(errs) > 0 {
 		v.errorf(p+".vip_annotation", "invalid annotation name %q: %s", k.VIPAnnotation, strings.Join(errs, "; "))
 	}
 	if k.VIPPool != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeclient "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -72,6 +74,15 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// toAPI turns one of our objects into k8s.io/api's type T, through JSON (as the API server
+// would read it).
+func toAPI[T any](t *testing.T, in any) *T {
+	t.Helper()
+	out := new(T)
+	roundTrip(t, in, out)
+	return out
+}
+
 func runSource(t *testing.T, cfg *config.Kubernetes) *Source {
 	t.Helper()
 	src, err := New(quietLogger(), prometheus.NewRegistry(), cfg)
@@ -99,7 +110,8 @@ func TestIntegrationRealAPIServer(t *testing.T) {
 	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []*corev1.Node{node("n1", "10.0.0.1", true), node("n2", "10.0.0.2", true), node("n3", "10.0.0.3", false)} {
+	for _, ours := range []*Node{node("n1", "10.0.0.1", true), node("n2", "10.0.0.2", true), node("n3", "10.0.0.3", false)} {
+		n := toAPI[corev1.Node](t, ours)
 		created, err := kc.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -109,22 +121,43 @@ func TestIntegrationRealAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	svc := lbSvc("web", "front", withVIP("198.51.100.10"))
-	svc.Spec.Ports[0].NodePort = 0 // allocated by the API server
+	ours := lbSvc("web", "front", withVIP("198.51.100.10"))
+	ours.Spec.Ports[0].NodePort = 0 // allocated by the API server
+	svc := toAPI[corev1.Service](t, ours)
 	svc.Spec.Selector = map[string]string{"app": "front"}
 	svc, err := kc.CoreV1().Services("web").Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	nodePort := svc.Spec.Ports[0].NodePort
-	es := slice("web", "front", "front-a", 8080, ep{ip: "10.1.0.1"}, ep{ip: "10.1.0.2"})
-	if es, err = kc.DiscoveryV1().EndpointSlices("web").Create(ctx, es, metav1.CreateOptions{}); err != nil {
+	es := toAPI[discoveryv1.EndpointSlice](t, slice("web", "front", "front-a", 8080, ep{ip: "10.1.0.1"}, ep{ip: "10.1.0.2"}))
+	if _, err = kc.DiscoveryV1().EndpointSlices("web").Create(ctx, es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
 	pods := runSource(t, &config.Kubernetes{Kubeconfig: c.Kubeconfig, Targets: "pods", VIPAnnotation: "lvs-director.io/vip",
 		Scheduler: "rr", Resync: config.Duration(time.Minute), UpdateStatus: true})
-	nodes := runSource(t, &config.Kubernetes{Kubeconfig: c.Kubeconfig, Targets: "nodes", VIPAnnotation: "lvs-director.io/vip",
+	// The second Source verifies the API server's certificate (kube-apiserver's self-signed
+	// one and its CA, in one file) and reads its token from a file, both named relative to
+	// its kubeconfig, in a context that is not the current one.
+	if err := os.WriteFile(filepath.Join(c.Dir, "token"), []byte(c.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	verified := filepath.Join(c.Dir, "verified.kubeconfig")
+	if err := os.WriteFile(verified, fmt.Appendf(nil, `clusters:
+- name: local
+  cluster: {server: "https://127.0.0.1:%d", certificate-authority: certs/apiserver.crt}
+users:
+- name: file
+  user: {tokenFile: token}
+contexts:
+- {name: other, context: {cluster: nowhere}}
+- {name: verified, context: {cluster: local, user: file}}
+current-context: other
+`, c.APIPort), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := runSource(t, &config.Kubernetes{Kubeconfig: verified, Context: "verified", Targets: "nodes", VIPAnnotation: "lvs-director.io/vip",
 		Scheduler: "rr", Resync: config.Duration(time.Minute)})
 
 	expect := func(src *Source, what string, want ...string) {
@@ -140,6 +173,18 @@ func TestIntegrationRealAPIServer(t *testing.T) {
 		s, err := kc.CoreV1().Services("web").Get(ctx, "front", metav1.GetOptions{})
 		return err == nil && len(s.Status.LoadBalancer.Ingress) == 1 && s.Status.LoadBalancer.Ingress[0].IP == "198.51.100.10"
 	})
+	// By a merge patch of the status subresource, under our field manager; the spec is intact.
+	got, err := kc.CoreV1().Services("web").Get(ctx, "front", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager := false
+	for _, m := range got.ManagedFields {
+		manager = manager || m.Manager == "lvs-director" && m.Subresource == "status" && m.Operation == metav1.ManagedFieldsOperationUpdate
+	}
+	if !manager || !reflect.DeepEqual(got.Spec.Selector, map[string]string{"app": "front"}) || got.Spec.Ports[0].NodePort != nodePort {
+		t.Errorf("after the status patch: managed fields %+v, spec %+v", got.ManagedFields, got.Spec)
+	}
 
 	updateSlice := func(eps ...ep) {
 		t.Helper()
@@ -147,7 +192,7 @@ func TestIntegrationRealAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cur.Endpoints = slice("web", "front", "front-a", 8080, eps...).Endpoints
+		cur.Endpoints = toAPI[discoveryv1.EndpointSlice](t, slice("web", "front", "front-a", 8080, eps...)).Endpoints
 		if _, err := kc.DiscoveryV1().EndpointSlices("web").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -1,13 +1,14 @@
 // Package kubernetes is a second source of services: the Services of type LoadBalancer of a
-// remote Kubernetes cluster, read with client-go informers and translated into config
-// services (see Translate), next to the services of the config file (see Merge).
+// remote Kubernetes cluster, listed and watched with a small client of its own (client.go,
+// reflector.go; no client-go) and translated into config services (see Translate), next to
+// the services of the config file (see Merge).
 //
 // The Source keeps the last known state when the API server goes away: it never turns an
 // unreachable API into an empty set of services. It reports staleness instead (Stale, the
 // lvs_director_kubernetes_stale metric) so the operator sees it.
 //
 // RBAC: the director needs get, list and watch on services, endpoints slices
-// (discovery.k8s.io) and nodes, and, with update_status, update on services/status. See
+// (discovery.k8s.io) and nodes, and, with update_status, patch on services/status. See
 // README.md in this folder for a ClusterRole.
 package kubernetes
 
@@ -24,13 +25,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/lvs-director/lvs-director/config"
 )
@@ -48,7 +42,7 @@ const statusTimeout = 10 * time.Second
 type Source struct {
 	log    *slog.Logger
 	cfg    *config.Kubernetes
-	client Client
+	client *Client
 	now    func() time.Time
 
 	changes chan struct{}
@@ -67,10 +61,17 @@ type Source struct {
 	servicesGauge prometheus.Gauge
 	apiErrors     *prometheus.CounterVec
 	statusUpdates *prometheus.CounterVec
+	// patched is, per service (namespace/name), the VIP last written to its status and the
+	// resource version it had then: until the patch's own event brings a newer version, the
+	// status still looks unwritten, and is not written again.
+	patched map[string]patchedStatus
 
-	svcInformers   []cache.SharedIndexInformer
-	sliceInformers []cache.SharedIndexInformer
-	nodeInformer   cache.SharedIndexInformer
+	started   bool
+	svcRefl   []*reflector[Service, *Service]
+	sliceRefl []*reflector[EndpointSlice, *EndpointSlice]
+	nodeRefl  *reflector[Node, *Node] // nil unless targets: nodes
+	// watchTimeout, when set, replaces the reflectors' random watch timeouts (tests).
+	watchTimeout func() time.Duration
 }
 
 // apiState is what the Source knows of the connection for one resource.
@@ -83,9 +84,7 @@ type apiState struct {
 // New connects to the cluster named by cfg's kubeconfig (and context). It does not contact
 // the API server: Run does.
 func New(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes) (*Source, error) {
-	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.Kubeconfig}
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: cfg.Context}
-	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	rc, err := LoadKubeconfig(cfg.Kubeconfig, cfg.Context)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: loading kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
@@ -97,8 +96,8 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes)
 	return NewWithClient(logger, reg, cfg, client)
 }
 
-// NewWithClient is New with a given client (a fake one in tests).
-func NewWithClient(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes, client Client) (*Source, error) {
+// NewWithClient is New with a given client (of a fake API server in tests).
+func NewWithClient(logger *slog.Logger, reg prometheus.Registerer, cfg *config.Kubernetes, client *Client) (*Source, error) {
 	if cfg == nil || client == nil {
 		return nil, errors.New("kubernetes: nil config or client")
 	}
@@ -154,7 +153,7 @@ func (s *Source) Problems() []string {
 	return slices.Clone(s.problems)
 }
 
-// Synced tells whether the informers completed their first list and the services were
+// Synced tells whether every resource was listed once and the services were
 // translated once. Before that, Services is nil and means "not known yet", not "none".
 func (s *Source) Synced() bool {
 	s.mu.Lock()
@@ -277,213 +276,125 @@ func (s *Source) markDirty() {
 	}
 }
 
-// listWatch wraps list and watch calls to record the health of the connection.
-func (s *Source) listWatch(resource string,
-	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
-	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) cache.ListerWatcher {
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			obj, err := list(ctx, o)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.recordFailure(resource, err)
-				}
-				return nil, err
+// hooks are a reflector's ties to the Source's health accounting and change signal.
+func (s *Source) hooks(ctx context.Context, resource string) reflectorHooks {
+	return reflectorHooks{
+		alive: func() { s.recordOK(resource) },
+		failure: func(err error) {
+			if ctx.Err() == nil {
+				s.recordFailure(resource, err)
 			}
-			s.recordOK(resource)
-			return obj, nil
 		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			w, err := watchFn(ctx, o)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.recordFailure(resource, err)
-				}
-				return nil, err
-			}
-			// An open watch is no sign of life by itself: behind a load balancer or proxy whose
-			// backends are down, client-go's retries end in an empty watch without an error.
-			// Events are signs of life; a watch that ends at once without any is a failure.
-			return newRecordingWatch(w, func() { s.recordOK(resource) }, func() {
-				if ctx.Err() == nil {
-					s.recordFailure(resource, errEmptyWatch)
-				}
-			}), nil
-		},
+		changed: s.markDirty,
 	}
-	// Keep client-go's knowledge of whether the client supports watch-list (fakes do not).
-	return cache.ToListWatcherWithWatchListSemantics(lw, s.client)
 }
 
-// errEmptyWatch is recorded when a watch ends within emptyWatchWindow without any event.
-var errEmptyWatch = errors.New("watch ended at once without any event (API server unreachable behind a proxy?)")
-
-// emptyWatchWindow: a watch that ends this soon without an event is counted as a failure. The
-// API server keeps a healthy watch open for minutes.
-const emptyWatchWindow = 2 * time.Second
-
-// recordingWatch passes events through, noting each as a sign of life.
-type recordingWatch struct {
-	inner watch.Interface
-	ch    chan watch.Event
-	stop  chan struct{}
-	once  sync.Once
+// The trims keep of an object's labels and annotations only those Translate reads: the
+// others (kubectl's last-applied-configuration, Helm's, cloud providers') can be most of an
+// object's size, for every Service, slice and node of the cluster.
+func (s *Source) trimService(o *Service) {
+	o.Labels = nil
+	o.Annotations = only(o.Annotations, s.cfg.VIPAnnotation)
 }
 
-func newRecordingWatch(inner watch.Interface, alive, empty func()) *recordingWatch {
-	w := &recordingWatch{inner: inner, ch: make(chan watch.Event), stop: make(chan struct{})}
-	opened := time.Now()
-	go func() {
-		defer close(w.ch)
-		in := inner.ResultChan()
-		events := 0
-		for {
-			select {
-			case ev, ok := <-in:
-				if !ok {
-					if events == 0 && time.Since(opened) < emptyWatchWindow {
-						select {
-						case <-w.stop:
-						default:
-							empty()
-						}
-					}
-					return
-				}
-				if ev.Type != watch.Error {
-					events++
-					alive()
-				}
-				select {
-				case w.ch <- ev:
-				case <-w.stop:
-					return
-				}
-			case <-w.stop:
-				return
-			}
-		}
-	}()
-	return w
+func trimSlice(o *EndpointSlice) {
+	o.Labels = only(o.Labels, LabelServiceName)
+	o.Annotations = nil
 }
 
-func (w *recordingWatch) ResultChan() <-chan watch.Event { return w.ch }
-
-func (w *recordingWatch) Stop() {
-	w.once.Do(func() {
-		close(w.stop)
-		w.inner.Stop()
-	})
+func trimNode(o *Node) {
+	o.Labels = only(o.Labels, LabelExcludeFromLB)
+	o.Annotations = nil
 }
 
-func (s *Source) newInformer(resource string, lw cache.ListerWatcher, obj runtime.Object) (cache.SharedIndexInformer, error) {
-	inf := cache.NewSharedIndexInformerWithOptions(lw, obj, cache.SharedIndexInformerOptions{ResyncPeriod: s.cfg.Resync.D()})
-	// Route watch errors to our log instead of klog; failures are recorded by listWatch.
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		s.log.Debug("kubernetes watch ended", "resource", resource, "err", err)
-	}); err != nil {
-		return nil, fmt.Errorf("kubernetes: %s informer: %w", resource, err)
+// only returns m with just key k, nil when m has no k.
+func only(m map[string]string, k string) map[string]string {
+	v, ok := m[k]
+	if !ok {
+		return nil
 	}
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.markDirty() },
-		UpdateFunc: func(any, any) { s.markDirty() },
-		DeleteFunc: func(any) { s.markDirty() },
-	}
-	if _, err := inf.AddEventHandler(h); err != nil {
-		return nil, fmt.Errorf("kubernetes: %s informer: %w", resource, err)
-	}
-	return inf, nil
+	return map[string]string{k: v}
 }
 
-func (s *Source) buildInformers() error {
+// buildReflectors makes a reflector per resource and namespace: Services (with the label
+// selector) and EndpointSlices (those of a Service) of each configured namespace, or of all,
+// and Nodes with targets nodes.
+func (s *Source) buildReflectors(ctx context.Context) {
 	namespaces := s.cfg.Namespaces
 	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
+		namespaces = []string{""} // all
 	}
-	svcSel := s.cfg.LabelSelector
 	for _, ns := range namespaces {
-		svcs := s.client.Services(ns)
-		inf, err := s.newInformer("services", s.listWatch("services",
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.LabelSelector = svcSel
-				return svcs.List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.LabelSelector = svcSel
-				return svcs.Watch(ctx, o)
-			}), &corev1.Service{})
-		if err != nil {
-			return err
-		}
-		s.svcInformers = append(s.svcInformers, inf)
-
-		eps := s.client.EndpointSlices(ns)
-		inf, err = s.newInformer("endpointslices", s.listWatch("endpointslices",
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.LabelSelector = LabelServiceName
-				return eps.List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.LabelSelector = LabelServiceName
-				return eps.Watch(ctx, o)
-			}), &discoveryv1.EndpointSlice{})
-		if err != nil {
-			return err
-		}
-		s.sliceInformers = append(s.sliceInformers, inf)
+		s.svcRefl = append(s.svcRefl, withTimeout(s, newReflector(s.log, s.client, resServices, ns, s.cfg.LabelSelector,
+			s.trimService, s.hooks(ctx, resServices.name))))
+		s.sliceRefl = append(s.sliceRefl, withTimeout(s, newReflector(s.log, s.client, resEndpointSlices, ns, LabelServiceName,
+			trimSlice, s.hooks(ctx, resEndpointSlices.name))))
 	}
 	if s.cfg.Targets == config.KubeTargetsNodes {
-		nodes := s.client.Nodes()
-		inf, err := s.newInformer("nodes", s.listWatch("nodes",
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodes.List(ctx, o) },
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return nodes.Watch(ctx, o) },
-		), &corev1.Node{})
-		if err != nil {
-			return err
-		}
-		s.nodeInformer = inf
+		s.nodeRefl = withTimeout(s, newReflector(s.log, s.client, resNodes, "", "", trimNode, s.hooks(ctx, resNodes.name)))
 	}
-	return nil
 }
 
-func (s *Source) informers() []cache.SharedIndexInformer {
-	all := append(append([]cache.SharedIndexInformer{}, s.svcInformers...), s.sliceInformers...)
-	if s.nodeInformer != nil {
-		all = append(all, s.nodeInformer)
+// withTimeout gives r the Source's watch timeout when a test set one.
+func withTimeout[T any, PT interface {
+	*T
+	object
+}](s *Source, r *reflector[T, PT]) *reflector[T, PT] {
+	if s.watchTimeout != nil {
+		r.watchTimeout = s.watchTimeout
 	}
-	return all
+	return r
 }
 
-// Run watches the cluster until ctx ends. The informers list and watch again by themselves
+// runners returns every reflector's run and hasSynced.
+func (s *Source) runners() (runs []func(context.Context), synced []func() bool) {
+	for _, r := range s.svcRefl {
+		runs, synced = append(runs, r.run), append(synced, r.hasSynced)
+	}
+	for _, r := range s.sliceRefl {
+		runs, synced = append(runs, r.run), append(synced, r.hasSynced)
+	}
+	if s.nodeRefl != nil {
+		runs, synced = append(runs, s.nodeRefl.run), append(synced, s.nodeRefl.hasSynced)
+	}
+	return runs, synced
+}
+
+// Run watches the cluster until ctx ends. The reflectors list and watch again by themselves
 // (with back-off) after errors; meanwhile the last known services are kept. Call it once.
 func (s *Source) Run(ctx context.Context) error {
-	if len(s.svcInformers) > 0 {
+	if s.started {
 		return errors.New("kubernetes: Source.Run called twice")
 	}
-	if err := s.buildInformers(); err != nil {
-		return err
-	}
+	s.started = true
+	s.buildReflectors(ctx)
+	runs, _ := s.runners()
 	var wg sync.WaitGroup
-	for _, inf := range s.informers() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			inf.RunWithContext(ctx)
-		}()
+	for _, run := range runs {
+		wg.Go(func() { run(ctx) })
 	}
 	defer wg.Wait()
-	s.log.Info("watching kubernetes services", "namespaces", s.cfg.Namespaces, "label_selector", s.cfg.LabelSelector,
-		"load_balancer_class", s.cfg.LoadBalancerClass, "targets", s.cfg.Targets)
+	s.log.Info("watching kubernetes services", "server", s.client.Host(), "namespaces", s.cfg.Namespaces,
+		"label_selector", s.cfg.LabelSelector, "load_balancer_class", s.cfg.LoadBalancerClass, "targets", s.cfg.Targets)
 
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	s.markDirty()
+	// The resync period: translate (and write the status) again even without events, as
+	// the informers' resync did, so a failed status write-back is retried.
+	var resyncC <-chan time.Time
+	if d := s.cfg.Resync.D(); d > 0 { // config makes it at least a second
+		resync := time.NewTicker(d)
+		defer resync.Stop()
+		resyncC = resync.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 			s.updateStale() // silence-based staleness
+		case <-resyncC:
+			s.markDirty()
 		case <-s.dirty:
 			s.recompute(ctx)
 		}
@@ -491,44 +402,37 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 func (s *Source) hasSynced() bool {
-	for _, inf := range s.informers() {
-		if !inf.HasSynced() {
+	_, synced := s.runners()
+	for _, ok := range synced {
+		if !ok() {
 			return false
 		}
 	}
 	return true
 }
 
-func listOf[T any](infs []cache.SharedIndexInformer) []*T {
-	var out []*T
-	for _, inf := range infs {
-		for _, o := range inf.GetStore().List() {
-			if t, ok := o.(*T); ok {
-				out = append(out, t)
-			}
-		}
+func listAll[T any, PT interface {
+	*T
+	object
+}](rs []*reflector[T, PT]) []PT {
+	var out []PT
+	for _, r := range rs {
+		out = append(out, r.list()...)
 	}
 	return out
 }
 
-// recompute translates the informers' stores and publishes the result when it changed.
+// recompute translates the reflectors' objects and publishes the result when it changed.
 func (s *Source) recompute(ctx context.Context) {
 	if !s.hasSynced() {
-		// The informers mark dirty again when their first list arrives.
-		go func() {
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-				s.markDirty()
-			}
-		}()
+		// Each reflector marks dirty again when its first list arrives.
 		return
 	}
-	svcs := listOf[corev1.Service](s.svcInformers)
-	eps := listOf[discoveryv1.EndpointSlice](s.sliceInformers)
-	var nodes []*corev1.Node
-	if s.nodeInformer != nil {
-		nodes = listOf[corev1.Node]([]cache.SharedIndexInformer{s.nodeInformer})
+	svcs := listAll(s.svcRefl)
+	eps := listAll(s.sliceRefl)
+	var nodes []*Node
+	if s.nodeRefl != nil {
+		nodes = s.nodeRefl.list()
 	}
 	out, problems := Translate(s.cfg, svcs, eps, nodes)
 	if out == nil {
@@ -563,7 +467,7 @@ func (s *Source) recompute(ctx context.Context) {
 
 // StatusUpdates returns, for each selected Service whose ports were translated, the VIP
 // its status should show when it does not yet: the status write-back decision, pure.
-func StatusUpdates(cfg *config.Kubernetes, services []*corev1.Service, translated []config.Service) map[string]netip.Addr {
+func StatusUpdates(cfg *config.Kubernetes, services []*Service, translated []config.Service) map[string]netip.Addr {
 	vipOf := map[string]netip.Addr{}
 	for i := range translated {
 		vipOf[translated[i].Name] = translated[i].VIP.Addr
@@ -588,7 +492,7 @@ func StatusUpdates(cfg *config.Kubernetes, services []*corev1.Service, translate
 	return out
 }
 
-func (s *Source) writeStatus(ctx context.Context, svcs []*corev1.Service, out []config.Service) {
+func (s *Source) writeStatus(ctx context.Context, svcs []*Service, out []config.Service) {
 	if _, stale := s.Stale(); stale {
 		return
 	}
@@ -596,7 +500,7 @@ func (s *Source) writeStatus(ctx context.Context, svcs []*corev1.Service, out []
 	if len(updates) == 0 {
 		return
 	}
-	byName := map[string]*corev1.Service{}
+	byName := map[string]*Service{}
 	for _, svc := range svcs {
 		byName[nsName(svc)] = svc
 	}
@@ -605,12 +509,17 @@ func (s *Source) writeStatus(ctx context.Context, svcs []*corev1.Service, out []
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	if s.patched == nil {
+		s.patched = map[string]patchedStatus{}
+	}
 	for _, k := range keys {
 		vip := updates[k]
-		svc := byName[k].DeepCopy()
-		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: vip.String()}}
+		svc := byName[k]
+		if p, ok := s.patched[k]; ok && p.vip == vip && p.resourceVersion == svc.ResourceVersion {
+			continue // written already; its event has not come yet
+		}
 		cctx, cancel := context.WithTimeout(ctx, statusTimeout)
-		_, err := s.client.Services(svc.Namespace).UpdateStatus(cctx, svc, metav1.UpdateOptions{FieldManager: "lvs-director"})
+		err := s.client.patchServiceStatus(cctx, svc.Namespace, svc.Name, vip.String())
 		cancel()
 		if err != nil {
 			s.statusUpdates.WithLabelValues("error").Inc()
@@ -618,6 +527,12 @@ func (s *Source) writeStatus(ctx context.Context, svcs []*corev1.Service, out []
 			continue
 		}
 		s.statusUpdates.WithLabelValues("ok").Inc()
+		s.patched[k] = patchedStatus{vip: vip, resourceVersion: svc.ResourceVersion}
 		s.log.Info("service status written", "service", k, "vip", vip)
 	}
+}
+
+type patchedStatus struct {
+	vip             netip.Addr
+	resourceVersion string
 }

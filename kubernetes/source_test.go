@@ -13,10 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/lvs-director/lvs-director/config"
 )
@@ -35,14 +31,29 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-func TestSourceWithFakeClient(t *testing.T) {
-	client := fake.NewClientset(
-		lbSvc("web", "front", withVIP("198.51.100.1")),
-		node("n1", "10.0.0.1", true),
-	)
+// startSource runs a Source against the fake API until the test ends.
+func startSource(t *testing.T, api *fakeAPI, reg prometheus.Registerer, cfg *config.Kubernetes) *Source {
+	t.Helper()
+	src, err := NewWithClient(quietLogger(), reg, cfg, api.client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = src.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return src
+}
+
+func TestSourceWithFakeAPI(t *testing.T) {
+	api := newFakeAPI(t)
+	front := lbSvc("web", "front", withVIP("198.51.100.1"))
+	front.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = strings.Repeat("x", 1000)
+	api.put("services", front)
+	api.put("nodes", node("n1", "10.0.0.1", true))
 	cfg := kcfg(func(c *config.Kubernetes) { c.UpdateStatus = true; c.Resync = config.Duration(time.Minute) })
 	reg := prometheus.NewPedanticRegistry()
-	src, err := NewWithClient(quietLogger(), reg, cfg, fakeClient(client))
+	src, err := NewWithClient(quietLogger(), reg, cfg, api.client())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +62,7 @@ func TestSourceWithFakeClient(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = src.Run(ctx) }()
+	wg.Go(func() { _ = src.Run(ctx) })
 	defer func() { cancel(); wg.Wait() }()
 
 	eventually(t, 10*time.Second, "first sync", src.Synced)
@@ -68,60 +78,166 @@ func TestSourceWithFakeClient(t *testing.T) {
 		t.Errorf("services gauge = %v", v)
 	}
 	if _, stale := src.Stale(); stale {
-		t.Errorf("stale with a working client")
+		t.Errorf("stale with a working API")
+	}
+	// Only the annotation Translate reads is kept.
+	if svcs := listAll(src.svcRefl); len(svcs) != 1 || !reflect.DeepEqual(svcs[0].Annotations, map[string]string{"lvs-director.io/vip": "198.51.100.1"}) || svcs[0].Labels != nil {
+		t.Errorf("kept services: %+v", svcs)
 	}
 
-	// Status write-back.
+	// Status write-back, by a merge patch of the status subresource.
 	eventually(t, 10*time.Second, "status write-back", func() bool {
-		s, err := client.CoreV1().Services("web").Get(context.Background(), "front", metav1.GetOptions{})
-		return err == nil && len(s.Status.LoadBalancer.Ingress) == 1 && s.Status.LoadBalancer.Ingress[0].IP == "198.51.100.1"
+		s := api.get("services", "web/front")
+		st, _ := s["status"].(map[string]any)
+		lb, _ := st["loadBalancer"].(map[string]any)
+		in, _ := lb["ingress"].([]any)
+		return len(in) == 1 && reflect.DeepEqual(in[0], map[string]any{"ip": "198.51.100.1"})
 	})
+	var patches []fakeRequest
+	for _, r := range api.requests() {
+		if r.Method == "PATCH" {
+			patches = append(patches, r)
+		}
+	}
+	if len(patches) != 1 || patches[0].String() != "PATCH /api/v1/namespaces/web/services/front/status?fieldManager=lvs-director" ||
+		patches[0].Body != `{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.1"}]}}}` {
+		t.Errorf("status patches: %+v", patches)
+	}
 
 	// A new node joins the real servers; the deleted service leaves.
-	if _, err := client.CoreV1().Nodes().Create(context.Background(), node("n2", "10.0.0.2", true), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api.put("nodes", node("n2", "10.0.0.2", true))
 	eventually(t, 10*time.Second, "second node", func() bool {
 		s := src.Services()
 		return len(s) == 1 && len(s[0].RealServers) == 2
 	})
-	if err := client.CoreV1().Services("web").Delete(context.Background(), "front", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api.del("services", "web/front")
 	eventually(t, 10*time.Second, "service removed", func() bool { return src.Synced() && len(src.Services()) == 0 })
 	if src.Services() == nil {
 		t.Errorf("an empty set after sync must be empty, not nil")
 	}
 
-	n, err := testutil.GatherAndCount(reg, "lvs_director_kubernetes_last_sync_timestamp_seconds", "lvs_director_kubernetes_stale", "lvs_director_kubernetes_services")
-	if err != nil || n != 3 {
+	n, err := testutil.GatherAndCount(reg, "lvs_director_kubernetes_last_sync_timestamp_seconds", "lvs_director_kubernetes_stale", "lvs_director_kubernetes_services",
+		"lvs_director_kubernetes_status_updates_total")
+	if err != nil || n != 4 {
 		t.Errorf("metrics: %d %v", n, err)
+	}
+	if v := testutil.ToFloat64(src.statusUpdates.WithLabelValues("ok")); v != 1 {
+		t.Errorf("status updates ok = %v", v)
+	}
+}
+
+// The Source lists and watches what it did with client-go's informers: Services with the
+// label selector and EndpointSlices of a Service per namespace (or all), Nodes with targets
+// nodes, as JSON, with the kubeconfig's credentials.
+func TestSourceRequests(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  func(*config.Kubernetes)
+		want []string
+	}{
+		{"all namespaces, nodes", func(c *config.Kubernetes) { c.LabelSelector = "tier=front" }, []string{
+			"GET /api/v1/services?labelSelector=tier=front&limit=500",
+			"GET /api/v1/services?allowWatchBookmarks=true&labelSelector=tier=front&resourceVersion=102&timeoutSeconds=300&watch=true",
+			"GET /apis/discovery.k8s.io/v1/endpointslices?labelSelector=kubernetes.io/service-name&limit=500",
+			"GET /apis/discovery.k8s.io/v1/endpointslices?allowWatchBookmarks=true&labelSelector=kubernetes.io/service-name&resourceVersion=102&timeoutSeconds=300&watch=true",
+			"GET /api/v1/nodes?limit=500",
+			"GET /api/v1/nodes?allowWatchBookmarks=true&resourceVersion=102&timeoutSeconds=300&watch=true",
+		}},
+		{"namespaces, pods", func(c *config.Kubernetes) { c.Namespaces = []string{"web", "api"}; c.Targets = "pods" }, []string{
+			"GET /api/v1/namespaces/web/services?limit=500",
+			"GET /api/v1/namespaces/web/services?allowWatchBookmarks=true&resourceVersion=102&timeoutSeconds=300&watch=true",
+			"GET /apis/discovery.k8s.io/v1/namespaces/web/endpointslices?labelSelector=kubernetes.io/service-name&limit=500",
+			"GET /apis/discovery.k8s.io/v1/namespaces/web/endpointslices?allowWatchBookmarks=true&labelSelector=kubernetes.io/service-name&resourceVersion=102&timeoutSeconds=300&watch=true",
+			"GET /api/v1/namespaces/api/services?limit=500",
+			"GET /api/v1/namespaces/api/services?allowWatchBookmarks=true&resourceVersion=102&timeoutSeconds=300&watch=true",
+			"GET /apis/discovery.k8s.io/v1/namespaces/api/endpointslices?labelSelector=kubernetes.io/service-name&limit=500",
+			"GET /apis/discovery.k8s.io/v1/namespaces/api/endpointslices?allowWatchBookmarks=true&labelSelector=kubernetes.io/service-name&resourceVersion=102&timeoutSeconds=300&watch=true",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			api := newFakeAPI(t)
+			api.put("services", lbSvc("web", "front", withVIP("198.51.100.1")))
+			api.put("nodes", node("n1", "10.0.0.1", true))
+			src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), kcfg(tt.cfg), api.client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.watchTimeout = func() time.Duration { return 5 * time.Minute }
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Go(func() { _ = src.Run(ctx) })
+			defer func() { cancel(); wg.Wait() }()
+			eventually(t, 10*time.Second, "watches", func() bool { return src.Synced() && api.watchCount() == len(tt.want)/2 })
+
+			got := map[string]bool{}
+			for _, r := range api.requests() {
+				got[r.String()] = true
+				if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != "lvs-director-test" ||
+					r.Header.Get("Authorization") != "Bearer t0ken" {
+					t.Errorf("%s: headers %v", r, r.Header)
+				}
+			}
+			for _, w := range tt.want {
+				if !got[w] {
+					t.Errorf("no request %s", w)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Errorf("%d distinct requests, want %d: %v", len(got), len(tt.want), got)
+			}
+		})
 	}
 }
 
 func TestSourceLabelSelectorIsSentToTheAPI(t *testing.T) {
-	client := fake.NewClientset(
-		lbSvc("web", "front", withVIP("198.51.100.1"), func(s *corev1.Service) { s.Labels = map[string]string{"tier": "front"} }),
-		lbSvc("web", "back", withVIP("198.51.100.2")),
-		node("n1", "10.0.0.1", true),
-	)
+	api := newFakeAPI(t)
+	api.put("services", lbSvc("web", "front", withVIP("198.51.100.1"), func(s *Service) { s.Labels = map[string]string{"tier": "front"} }))
+	api.put("services", lbSvc("web", "back", withVIP("198.51.100.2")))
+	api.put("nodes", node("n1", "10.0.0.1", true))
 	cfg := kcfg(func(c *config.Kubernetes) { c.LabelSelector = "tier=front"; c.Resync = config.Duration(time.Minute) })
-	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), cfg, fakeClient(client))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = src.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	src := startSource(t, api, prometheus.NewRegistry(), cfg)
 	eventually(t, 10*time.Second, "first sync", src.Synced)
 	if got := names(src.Services()); !reflect.DeepEqual(got, []string{"k8s.web.front.http"}) {
 		t.Errorf("services = %q", got)
 	}
 }
 
+// With the API server down, the last state stays and turns stale; when it is back, the Source
+// lists again, is not stale, and follows changes again.
+func TestSourceAPIDownKeepsState(t *testing.T) {
+	api := newFakeAPI(t)
+	api.put("services", lbSvc("web", "front", withVIP("198.51.100.1")))
+	api.put("nodes", node("n1", "10.0.0.1", true))
+	reg := prometheus.NewRegistry()
+	src := startSource(t, api, reg, kcfg(nil))
+	eventually(t, 10*time.Second, "first sync", src.Synced)
+	want := summary(src.Services())
+
+	api.setDown(true)
+	eventually(t, 10*time.Second, "stale", func() bool { _, s := src.Stale(); return s })
+	if got := summary(src.Services()); !reflect.DeepEqual(got, want) || !src.Synced() {
+		t.Fatalf("services while down: %q", got)
+	}
+	// (The watches ended at once first: a failure too. Then the lists fail.)
+	eventually(t, 10*time.Second, "the list's error", func() bool {
+		return src.LastError()["services"] == "list services: the fake API server is down"
+	})
+	if v := testutil.ToFloat64(src.apiErrors.WithLabelValues("services")); v < 1 {
+		t.Errorf("api errors = %v", v)
+	}
+
+	api.setDown(false)
+	api.put("nodes", node("n2", "10.0.0.2", true))
+	eventually(t, 15*time.Second, "back and current", func() bool {
+		_, stale := src.Stale()
+		s := src.Services()
+		return !stale && len(s) == 1 && len(s[0].RealServers) == 2
+	})
+}
+
 func TestStaleness(t *testing.T) {
-	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), kcfg(nil), fakeClient(fake.NewClientset()))
+	api := newFakeAPI(t)
+	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), kcfg(nil), api.client())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,31 +290,18 @@ func TestNewBadKubeconfig(t *testing.T) {
 	}
 }
 
-// A watch that ends at once without any event (what client-go returns after its retries when a
-// proxy in front of a dead API server accepts and closes connections) is a failure, not a
-// sign of life; events are signs of life; a watch stopped by its consumer is neither.
-func TestRecordingWatchEmptyIsAFailure(t *testing.T) {
-	run := func(act func(fw *watch.FakeWatcher, w *recordingWatch)) (alive, empty int) {
-		fw := watch.NewFake()
-		var mu sync.Mutex
-		w := newRecordingWatch(fw, func() { mu.Lock(); alive++; mu.Unlock() }, func() { mu.Lock(); empty++; mu.Unlock() })
-		act(fw, w)
-		for range w.ResultChan() {
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		return alive, empty
+func TestRunTwice(t *testing.T) {
+	api := newFakeAPI(t)
+	src, err := NewWithClient(quietLogger(), prometheus.NewRegistry(), kcfg(nil), api.client())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if a, e := run(func(fw *watch.FakeWatcher, _ *recordingWatch) { fw.Stop() }); a != 0 || e != 1 {
-		t.Errorf("empty watch: alive %d, empty %d; want 0, 1", a, e)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := src.Run(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if a, e := run(func(fw *watch.FakeWatcher, w *recordingWatch) {
-		go func() { fw.Add(&corev1.Service{}); fw.Stop() }()
-		<-w.ResultChan()
-	}); a != 1 || e != 0 {
-		t.Errorf("watch with an event: alive %d, empty %d; want 1, 0", a, e)
-	}
-	if a, e := run(func(_ *watch.FakeWatcher, w *recordingWatch) { w.Stop() }); a != 0 || e != 0 {
-		t.Errorf("watch stopped by its consumer: alive %d, empty %d; want 0, 0", a, e)
+	if err := src.Run(ctx); err == nil {
+		t.Error("second Run: no error")
 	}
 }

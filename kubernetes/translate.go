@@ -9,18 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-
 	"github.com/lvs-director/lvs-director/config"
-)
-
-// Labels and values of the Kubernetes API the translation reads.
-const (
-	// LabelServiceName names the Service an EndpointSlice belongs to.
-	LabelServiceName = discoveryv1.LabelServiceName
-	// LabelExcludeFromLB excludes a node from external load balancers (targets: nodes).
-	LabelExcludeFromLB = corev1.LabelNodeExcludeBalancers
 )
 
 // maxNameLen is config's limit on service names.
@@ -29,7 +18,7 @@ const maxNameLen = 63
 // ServiceName returns the config.Service name of one port of a Kubernetes Service:
 // k8s.<namespace>.<name>.<port name or number>. Names longer than config allows are cut and
 // end in a hash of the whole name, so they stay unique and stable.
-func ServiceName(namespace, name string, port corev1.ServicePort) string {
+func ServiceName(namespace, name string, port ServicePort) string {
 	p := port.Name
 	if p == "" {
 		p = strconv.Itoa(int(port.Port))
@@ -61,8 +50,8 @@ func ServiceName(namespace, name string, port corev1.ServicePort) string {
 // the endpoints that are ready and serving (unset conditions count as ready, serving follows
 // ready) at the endpoint port of the Service port; a terminating endpoint that still serves is
 // kept at weight 0 so its connections drain.
-func Translate(cfg *config.Kubernetes, services []*corev1.Service, slices []*discoveryv1.EndpointSlice, nodes []*corev1.Node) (out []config.Service, problems []string) {
-	selected := make([]*corev1.Service, 0, len(services))
+func Translate(cfg *config.Kubernetes, services []*Service, slices []*EndpointSlice, nodes []*Node) (out []config.Service, problems []string) {
+	selected := make([]*Service, 0, len(services))
 	for _, s := range services {
 		if s != nil && Selected(cfg, s) {
 			selected = append(selected, s)
@@ -73,7 +62,7 @@ func Translate(cfg *config.Kubernetes, services []*corev1.Service, slices []*dis
 	vips, vipProblems := assignVIPs(cfg, selected)
 	problems = append(problems, vipProblems...)
 
-	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
+	slicesOf := map[string][]*EndpointSlice{}
 	for _, es := range slices {
 		if es == nil {
 			continue
@@ -83,7 +72,7 @@ func Translate(cfg *config.Kubernetes, services []*corev1.Service, slices []*dis
 			slicesOf[k] = append(slicesOf[k], es)
 		}
 	}
-	sortedNodes := make([]*corev1.Node, 0, len(nodes))
+	sortedNodes := make([]*Node, 0, len(nodes))
 	for _, n := range nodes {
 		if n != nil {
 			sortedNodes = append(sortedNodes, n)
@@ -104,7 +93,7 @@ func Translate(cfg *config.Kubernetes, services []*corev1.Service, slices []*dis
 				Name:     ServiceName(svc.Namespace, svc.Name, port),
 				VIP:      config.Addr{Addr: vip},
 				Port:     uint16(port.Port),
-				Protocol: strings.ToLower(string(protocolOf(port))),
+				Protocol: strings.ToLower(protocolOf(port)),
 				Source:   config.SourceKubernetes,
 			}
 			s.Scheduler = cfg.Scheduler
@@ -141,8 +130,8 @@ func Translate(cfg *config.Kubernetes, services []*corev1.Service, slices []*dis
 // Selected tells whether a Service is one cfg serves: type LoadBalancer, of the configured
 // load balancer class (none when unset) and in the configured namespaces. The label selector
 // is applied by the API server when listing.
-func Selected(cfg *config.Kubernetes, s *corev1.Service) bool {
-	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+func Selected(cfg *config.Kubernetes, s *Service) bool {
+	if s.Spec.Type != ServiceTypeLoadBalancer {
 		return false
 	}
 	class := ""
@@ -164,16 +153,16 @@ func Selected(cfg *config.Kubernetes, s *corev1.Service) bool {
 }
 
 // protocolOf returns the protocol of a Service port; the API server defaults it to TCP.
-func protocolOf(p corev1.ServicePort) corev1.Protocol {
+func protocolOf(p ServicePort) string {
 	if p.Protocol == "" {
-		return corev1.ProtocolTCP
+		return ProtocolTCP
 	}
 	return p.Protocol
 }
 
-func nsName(s *corev1.Service) string { return s.Namespace + "/" + s.Name }
+func nsName(s *Service) string { return s.Namespace + "/" + s.Name }
 
-func portID(p corev1.ServicePort) string {
+func portID(p ServicePort) string {
 	if p.Name != "" {
 		return p.Name
 	}
@@ -181,7 +170,7 @@ func portID(p corev1.ServicePort) string {
 }
 
 // requestedVIP returns the VIP a Service names, if any.
-func requestedVIP(cfg *config.Kubernetes, s *corev1.Service) (netip.Addr, string, error) {
+func requestedVIP(cfg *config.Kubernetes, s *Service) (netip.Addr, string, error) {
 	if v, ok := s.Annotations[cfg.VIPAnnotation]; ok && v != "" {
 		a, err := netip.ParseAddr(strings.TrimSpace(v))
 		if err != nil || a.Zone() != "" {
@@ -200,11 +189,11 @@ func requestedVIP(cfg *config.Kubernetes, s *corev1.Service) (netip.Addr, string
 }
 
 // assignVIPs gives each selected Service its VIP (see Translate). services is sorted.
-func assignVIPs(cfg *config.Kubernetes, services []*corev1.Service) (map[string]netip.Addr, []string) {
+func assignVIPs(cfg *config.Kubernetes, services []*Service) (map[string]netip.Addr, []string) {
 	var problems []string
 	vips := map[string]netip.Addr{}
 	used := map[netip.Addr]bool{}
-	var needPool []*corev1.Service
+	var needPool []*Service
 	for _, s := range services {
 		a, _, err := requestedVIP(cfg, s)
 		switch {
@@ -228,7 +217,7 @@ func assignVIPs(cfg *config.Kubernetes, services []*corev1.Service) (map[string]
 	}
 	pool := cfg.VIPPool.Prefix
 	// First, keep the pool addresses Services already show in their status.
-	var rest []*corev1.Service
+	var rest []*Service
 	for _, s := range needPool {
 		kept := false
 		for _, in := range s.Status.LoadBalancer.Ingress {
@@ -294,16 +283,16 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-func familyOf(a netip.Addr) discoveryv1.AddressType {
+func familyOf(a netip.Addr) string {
 	if a.Is4() {
-		return discoveryv1.AddressTypeIPv4
+		return AddressTypeIPv4
 	}
-	return discoveryv1.AddressTypeIPv6
+	return AddressTypeIPv6
 }
 
 // endpointState classifies an endpoint: in (ready and serving), draining (terminating but
 // serving: weight 0) or out.
-func endpointState(c discoveryv1.EndpointConditions) (in, draining bool) {
+func endpointState(c EndpointConditions) (in, draining bool) {
 	ready := c.Ready == nil || *c.Ready
 	serving := ready
 	if c.Serving != nil {
@@ -320,13 +309,13 @@ func endpointState(c discoveryv1.EndpointConditions) (in, draining bool) {
 }
 
 // slicePort finds the port of a slice that matches a Service port (same name and protocol).
-func slicePort(es *discoveryv1.EndpointSlice, port corev1.ServicePort) (uint16, bool) {
+func slicePort(es *EndpointSlice, port ServicePort) (uint16, bool) {
 	for _, p := range es.Ports {
 		name := ""
 		if p.Name != nil {
 			name = *p.Name
 		}
-		proto := corev1.ProtocolTCP
+		proto := ProtocolTCP
 		if p.Protocol != nil {
 			proto = *p.Protocol
 		}
@@ -337,7 +326,7 @@ func slicePort(es *discoveryv1.EndpointSlice, port corev1.ServicePort) (uint16, 
 	return 0, false
 }
 
-func podTargets(vip netip.Addr, port corev1.ServicePort, slices []*discoveryv1.EndpointSlice) []config.RealServer {
+func podTargets(vip netip.Addr, port ServicePort, slices []*EndpointSlice) []config.RealServer {
 	weights := map[netip.AddrPort]int{}
 	for _, es := range slices {
 		if es.AddressType != familyOf(vip) {
@@ -371,21 +360,21 @@ func podTargets(vip netip.Addr, port corev1.ServicePort, slices []*discoveryv1.E
 	return realServers(weights)
 }
 
-func nodeReady(n *corev1.Node) bool {
+func nodeReady(n *Node) bool {
 	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
+		if c.Type == NodeReady {
+			return c.Status == ConditionTrue
 		}
 	}
 	return false
 }
 
-func nodeTargets(svc *corev1.Service, vip netip.Addr, port corev1.ServicePort, slices []*discoveryv1.EndpointSlice, nodes []*corev1.Node) ([]config.RealServer, []string) {
+func nodeTargets(svc *Service, vip netip.Addr, port ServicePort, slices []*EndpointSlice, nodes []*Node) ([]config.RealServer, []string) {
 	if port.NodePort <= 0 || port.NodePort > 65535 {
 		return nil, []string{fmt.Sprintf("service %s port %s: no nodePort (targets nodes needs allocateLoadBalancerNodePorts); skipped", nsName(svc), portID(port))}
 	}
 	var local map[string]bool
-	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+	if svc.Spec.ExternalTrafficPolicy == ServiceExternalTrafficPolicyLocal {
 		local = map[string]bool{}
 		for _, es := range slices {
 			for _, ep := range es.Endpoints {
@@ -407,7 +396,7 @@ func nodeTargets(svc *corev1.Service, vip netip.Addr, port corev1.ServicePort, s
 			continue
 		}
 		for _, na := range n.Status.Addresses {
-			if na.Type != corev1.NodeInternalIP {
+			if na.Type != NodeInternalIP {
 				continue
 			}
 			a, err := netip.ParseAddr(na.Address)

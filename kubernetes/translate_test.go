@@ -7,10 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/lvs-director/lvs-director/config"
 )
 
@@ -22,14 +18,14 @@ func kcfg(mod func(*config.Kubernetes)) *config.Kubernetes {
 	return c
 }
 
-type svcOpt func(*corev1.Service)
+type svcOpt func(*Service)
 
-func lbSvc(ns, name string, opts ...svcOpt) *corev1.Service {
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.ServiceSpec{
-			Type:  corev1.ServiceTypeLoadBalancer,
-			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, NodePort: 30080}},
+func lbSvc(ns, name string, opts ...svcOpt) *Service {
+	s := &Service{
+		ObjectMeta: ObjectMeta{Namespace: ns, Name: name},
+		Spec: ServiceSpec{
+			Type:  ServiceTypeLoadBalancer,
+			Ports: []ServicePort{{Name: "http", Port: 80, Protocol: ProtocolTCP, NodePort: 30080}},
 		},
 	}
 	for _, o := range opts {
@@ -39,26 +35,26 @@ func lbSvc(ns, name string, opts ...svcOpt) *corev1.Service {
 }
 
 func withVIP(ip string) svcOpt {
-	return func(s *corev1.Service) { s.Annotations = map[string]string{"lvs-director.io/vip": ip} }
+	return func(s *Service) { s.Annotations = map[string]string{"lvs-director.io/vip": ip} }
 }
-func withLBIP(ip string) svcOpt { return func(s *corev1.Service) { s.Spec.LoadBalancerIP = ip } }
+func withLBIP(ip string) svcOpt { return func(s *Service) { s.Spec.LoadBalancerIP = ip } }
 func withStatus(ip string) svcOpt {
-	return func(s *corev1.Service) {
-		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	return func(s *Service) {
+		s.Status.LoadBalancer.Ingress = []LoadBalancerIngress{{IP: ip}}
 	}
 }
-func withPorts(ps ...corev1.ServicePort) svcOpt { return func(s *corev1.Service) { s.Spec.Ports = ps } }
+func withPorts(ps ...ServicePort) svcOpt { return func(s *Service) { s.Spec.Ports = ps } }
 
-func node(name, ip string, ready bool, labels ...string) *corev1.Node {
-	st := corev1.ConditionFalse
+func node(name, ip string, ready bool, labels ...string) *Node {
+	st := "False"
 	if ready {
-		st = corev1.ConditionTrue
+		st = ConditionTrue
 	}
-	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}},
-		Status: corev1.NodeStatus{
-			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}},
-			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "192.0.2.99"}, {Type: corev1.NodeInternalIP, Address: ip}},
+	n := &Node{
+		ObjectMeta: ObjectMeta{Name: name, Labels: map[string]string{}},
+		Status: NodeStatus{
+			Conditions: []NodeCondition{{Type: NodeReady, Status: st}},
+			Addresses:  []NodeAddress{{Type: "ExternalIP", Address: "192.0.2.99"}, {Type: NodeInternalIP, Address: ip}},
 		},
 	}
 	for _, l := range labels {
@@ -75,15 +71,15 @@ type ep struct {
 
 func bp(b bool) *bool { return &b }
 
-func slice(ns, svc, name string, port int32, eps ...ep) *discoveryv1.EndpointSlice {
-	pn, proto := "http", corev1.ProtocolTCP
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{LabelServiceName: svc}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &pn, Port: &port, Protocol: &proto}},
+func slice(ns, svc, name string, port int32, eps ...ep) *EndpointSlice {
+	pn, proto := "http", ProtocolTCP
+	es := &EndpointSlice{
+		ObjectMeta:  ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{LabelServiceName: svc}},
+		AddressType: AddressTypeIPv4,
+		Ports:       []EndpointPort{{Name: &pn, Port: &port, Protocol: &proto}},
 	}
 	for _, e := range eps {
-		x := discoveryv1.Endpoint{Addresses: []string{e.ip}, Conditions: discoveryv1.EndpointConditions{Ready: e.ready, Serving: e.serving, Terminating: e.terminating}}
+		x := Endpoint{Addresses: []string{e.ip}, Conditions: EndpointConditions{Ready: e.ready, Serving: e.serving, Terminating: e.terminating}}
 		if e.node != "" {
 			n := e.node
 			x.NodeName = &n
@@ -113,45 +109,45 @@ func summary(out []config.Service) []string {
 
 func TestTranslate(t *testing.T) {
 	class := "example.com/lvs"
-	nodes := []*corev1.Node{node("n2", "10.0.0.2", true), node("n1", "10.0.0.1", true), node("n3", "10.0.0.3", false), node("n4", "10.0.0.4", true, LabelExcludeFromLB)}
+	nodes := []*Node{node("n2", "10.0.0.2", true), node("n1", "10.0.0.1", true), node("n3", "10.0.0.3", false), node("n4", "10.0.0.4", true, LabelExcludeFromLB)}
 	tests := []struct {
 		name         string
 		cfg          *config.Kubernetes
-		services     []*corev1.Service
-		slices       []*discoveryv1.EndpointSlice
-		nodes        []*corev1.Node
+		services     []*Service
+		slices       []*EndpointSlice
+		nodes        []*Node
 		want         []string
 		wantProblems []string
 	}{
 		{
 			name:     "nodes: ready, not excluded nodes at the nodePort",
 			cfg:      kcfg(nil),
-			services: []*corev1.Service{lbSvc("web", "front", withVIP("198.51.100.1"))},
+			services: []*Service{lbSvc("web", "front", withVIP("198.51.100.1"))},
 			nodes:    nodes,
 			want:     []string{"k8s.web.front.http tcp/198.51.100.1:80 [10.0.0.1:30080/1 10.0.0.2:30080/1]"},
 		},
 		{
 			name: "nodes: externalTrafficPolicy Local keeps nodes with a ready endpoint",
 			cfg:  kcfg(nil),
-			services: []*corev1.Service{lbSvc("web", "front", withVIP("198.51.100.1"), func(s *corev1.Service) {
-				s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			services: []*Service{lbSvc("web", "front", withVIP("198.51.100.1"), func(s *Service) {
+				s.Spec.ExternalTrafficPolicy = ServiceExternalTrafficPolicyLocal
 			})},
-			slices: []*discoveryv1.EndpointSlice{slice("web", "front", "front-a", 8080, ep{ip: "10.1.0.1", node: "n2"}, ep{ip: "10.1.0.9", node: "n1", ready: bp(false)})},
+			slices: []*EndpointSlice{slice("web", "front", "front-a", 8080, ep{ip: "10.1.0.1", node: "n2"}, ep{ip: "10.1.0.9", node: "n1", ready: bp(false)})},
 			nodes:  nodes,
 			want:   []string{"k8s.web.front.http tcp/198.51.100.1:80 [10.0.0.2:30080/1]"},
 		},
 		{
 			name:         "nodes: a port without nodePort is skipped",
 			cfg:          kcfg(nil),
-			services:     []*corev1.Service{lbSvc("web", "front", withVIP("198.51.100.1"), withPorts(corev1.ServicePort{Name: "http", Port: 80}))},
+			services:     []*Service{lbSvc("web", "front", withVIP("198.51.100.1"), withPorts(ServicePort{Name: "http", Port: 80}))},
 			nodes:        nodes,
 			wantProblems: []string{"service web/front port http: no nodePort (targets nodes needs allocateLoadBalancerNodePorts); skipped"},
 		},
 		{
 			name:     "pods: ready, terminating-serving at weight 0, not ready and terminating-not-serving left out",
 			cfg:      kcfg(func(c *config.Kubernetes) { c.Targets = "pods" }),
-			services: []*corev1.Service{lbSvc("web", "front", withVIP("198.51.100.1"))},
-			slices: []*discoveryv1.EndpointSlice{
+			services: []*Service{lbSvc("web", "front", withVIP("198.51.100.1"))},
+			slices: []*EndpointSlice{
 				slice("web", "front", "front-a", 8080,
 					ep{ip: "10.1.0.1"}, // nil conditions: ready
 					ep{ip: "10.1.0.2", ready: bp(true), serving: bp(true), terminating: bp(false)},
@@ -167,14 +163,14 @@ func TestTranslate(t *testing.T) {
 		{
 			name: "pods: one service per port, endpoint port matched by name, protocol kept",
 			cfg:  kcfg(func(c *config.Kubernetes) { c.Targets = "pods" }),
-			services: []*corev1.Service{lbSvc("dns", "coredns", withLBIP("198.51.100.53"), withPorts(
-				corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
-				corev1.ServicePort{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP},
+			services: []*Service{lbSvc("dns", "coredns", withLBIP("198.51.100.53"), withPorts(
+				ServicePort{Name: "dns", Port: 53, Protocol: ProtocolUDP},
+				ServicePort{Name: "dns-tcp", Port: 53, Protocol: ProtocolTCP},
 			))},
-			slices: []*discoveryv1.EndpointSlice{func() *discoveryv1.EndpointSlice {
+			slices: []*EndpointSlice{func() *EndpointSlice {
 				es := slice("dns", "coredns", "coredns-a", 0, ep{ip: "10.2.0.1"})
-				n1, n2, p1, p2, udp, tcp := "dns", "dns-tcp", int32(1053), int32(2053), corev1.ProtocolUDP, corev1.ProtocolTCP
-				es.Ports = []discoveryv1.EndpointPort{{Name: &n1, Port: &p1, Protocol: &udp}, {Name: &n2, Port: &p2, Protocol: &tcp}}
+				n1, n2, p1, p2, udp, tcp := "dns", "dns-tcp", int32(1053), int32(2053), ProtocolUDP, ProtocolTCP
+				es.Ports = []EndpointPort{{Name: &n1, Port: &p1, Protocol: &udp}, {Name: &n2, Port: &p2, Protocol: &tcp}}
 				return es
 			}()},
 			want: []string{
@@ -188,13 +184,13 @@ func TestTranslate(t *testing.T) {
 				c.LoadBalancerClass = class
 				c.Namespaces = []string{"web"}
 			}),
-			services: []*corev1.Service{
-				lbSvc("web", "a", withVIP("198.51.100.1"), func(s *corev1.Service) { s.Spec.LoadBalancerClass = &class }),
+			services: []*Service{
+				lbSvc("web", "a", withVIP("198.51.100.1"), func(s *Service) { s.Spec.LoadBalancerClass = &class }),
 				lbSvc("web", "b", withVIP("198.51.100.2")), // no class
-				lbSvc("api", "c", withVIP("198.51.100.3"), func(s *corev1.Service) { s.Spec.LoadBalancerClass = &class }),
-				lbSvc("web", "d", withVIP("198.51.100.4"), func(s *corev1.Service) {
+				lbSvc("api", "c", withVIP("198.51.100.3"), func(s *Service) { s.Spec.LoadBalancerClass = &class }),
+				lbSvc("web", "d", withVIP("198.51.100.4"), func(s *Service) {
 					s.Spec.LoadBalancerClass = &class
-					s.Spec.Type = corev1.ServiceTypeNodePort
+					s.Spec.Type = "NodePort"
 				}),
 			},
 			nodes: nodes[:1],
@@ -205,7 +201,7 @@ func TestTranslate(t *testing.T) {
 			cfg: kcfg(func(c *config.Kubernetes) {
 				c.VIPPool = &config.Prefix{Prefix: netip.MustParsePrefix("198.51.100.0/29")}
 			}),
-			services: []*corev1.Service{
+			services: []*Service{
 				lbSvc("b", "x", withVIP("198.51.100.1"), withLBIP("203.0.113.9")),
 				lbSvc("a", "y"),
 				lbSvc("c", "z", withStatus("198.51.100.2")),
@@ -224,7 +220,7 @@ func TestTranslate(t *testing.T) {
 			cfg: kcfg(func(c *config.Kubernetes) {
 				c.VIPPool = &config.Prefix{Prefix: netip.MustParsePrefix("198.51.100.0/30")}
 			}),
-			services: []*corev1.Service{
+			services: []*Service{
 				lbSvc("a", "a"), lbSvc("a", "b"), lbSvc("a", "c"),
 				lbSvc("b", "bad", withVIP("300.1.1.1")),
 				lbSvc("c", "one", withVIP("203.0.113.1")),
@@ -245,21 +241,21 @@ func TestTranslate(t *testing.T) {
 		{
 			name:         "VIP: none without a pool",
 			cfg:          kcfg(nil),
-			services:     []*corev1.Service{lbSvc("a", "a")},
+			services:     []*Service{lbSvc("a", "a")},
 			wantProblems: []string{"service a/a: no VIP (set annotation lvs-director.io/vip or spec.loadBalancerIP, or configure vip_pool); skipped"},
 		},
 		{
 			name:         "invalid translated service is skipped with config's message",
 			cfg:          kcfg(nil),
-			services:     []*corev1.Service{lbSvc("a", "lo", withVIP("127.0.0.1"))},
+			services:     []*Service{lbSvc("a", "lo", withVIP("127.0.0.1"))},
 			nodes:        nodes[:1],
 			wantProblems: []string{"service a/lo port http: skipped: kubernetes: k8s.a.lo.http.vip: 127.0.0.1 cannot be a VIP (unspecified, multicast or loopback)"},
 		},
 		{
 			name:     "unnamed port uses its number; IPv6 VIP takes IPv6 node addresses only",
 			cfg:      kcfg(nil),
-			services: []*corev1.Service{lbSvc("a", "v6", withVIP("2001:db8::1"), withPorts(corev1.ServicePort{Port: 443, NodePort: 30443}))},
-			nodes:    []*corev1.Node{node("n1", "10.0.0.1", true), node("n6", "fd00::6", true)},
+			services: []*Service{lbSvc("a", "v6", withVIP("2001:db8::1"), withPorts(ServicePort{Port: 443, NodePort: 30443}))},
+			nodes:    []*Node{node("n1", "10.0.0.1", true), node("n6", "fd00::6", true)},
 			want:     []string{"k8s.a.v6.443 tcp/[2001:db8::1]:443 [[fd00::6]:30443/1]"},
 		},
 	}
@@ -278,7 +274,7 @@ func TestTranslate(t *testing.T) {
 				}
 			}
 			// Pure and deterministic: the reversed input gives the same output.
-			rev := append([]*corev1.Service(nil), tt.services...)
+			rev := append([]*Service(nil), tt.services...)
 			for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 				rev[i], rev[j] = rev[j], rev[i]
 			}
@@ -293,7 +289,7 @@ func TestTranslate(t *testing.T) {
 func TestTranslateHealthCheckAndScheduler(t *testing.T) {
 	hc := &config.HealthCheck{Type: "http", Path: "/healthz"}
 	cfg := kcfg(func(c *config.Kubernetes) { c.Scheduler = "wlc"; c.HealthCheck = hc })
-	out, _ := Translate(cfg, []*corev1.Service{lbSvc("a", "a", withVIP("198.51.100.1")), lbSvc("a", "b", withVIP("198.51.100.2"))}, nil, []*corev1.Node{node("n", "10.0.0.1", true)})
+	out, _ := Translate(cfg, []*Service{lbSvc("a", "a", withVIP("198.51.100.1")), lbSvc("a", "b", withVIP("198.51.100.2"))}, nil, []*Node{node("n", "10.0.0.1", true)})
 	if len(out) != 2 {
 		t.Fatalf("got %d services", len(out))
 	}
@@ -307,28 +303,28 @@ func TestTranslateHealthCheckAndScheduler(t *testing.T) {
 
 func TestServiceName(t *testing.T) {
 	long := strings.Repeat("n", 63)
-	a := ServiceName(long, long, corev1.ServicePort{Name: "http"})
-	b := ServiceName(long, long, corev1.ServicePort{Name: "https"})
+	a := ServiceName(long, long, ServicePort{Name: "http"})
+	b := ServiceName(long, long, ServicePort{Name: "https"})
 	if len(a) != 63 || len(b) != 63 || a == b || !strings.HasPrefix(a, "k8s.nnn") {
 		t.Errorf("long names: %q %q", a, b)
 	}
-	if a != ServiceName(long, long, corev1.ServicePort{Name: "http"}) {
+	if a != ServiceName(long, long, ServicePort{Name: "http"}) {
 		t.Errorf("not stable")
 	}
-	if got := ServiceName("ns", "svc", corev1.ServicePort{Port: 8080}); got != "k8s.ns.svc.8080" {
+	if got := ServiceName("ns", "svc", ServicePort{Port: 8080}); got != "k8s.ns.svc.8080" {
 		t.Errorf("got %q", got)
 	}
 }
 
 func TestStatusUpdates(t *testing.T) {
 	cfg := kcfg(nil)
-	svcs := []*corev1.Service{
+	svcs := []*Service{
 		lbSvc("a", "new", withVIP("198.51.100.1")),
 		lbSvc("a", "same", withVIP("198.51.100.2"), withStatus("198.51.100.2")),
 		lbSvc("a", "moved", withVIP("198.51.100.3"), withStatus("198.51.100.99")),
 		lbSvc("a", "skipped"), // no VIP: not translated, status untouched
 	}
-	out, _ := Translate(cfg, svcs, nil, []*corev1.Node{node("n", "10.0.0.1", true)})
+	out, _ := Translate(cfg, svcs, nil, []*Node{node("n", "10.0.0.1", true)})
 	got := StatusUpdates(cfg, svcs, out)
 	want := map[string]netip.Addr{"a/new": netip.MustParseAddr("198.51.100.1"), "a/moved": netip.MustParseAddr("198.51.100.3")}
 	if !reflect.DeepEqual(got, want) {
