@@ -206,8 +206,15 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		}
 	}
 	inPlace := prev != nil && len(prev.hashes) == len(items) && edited <= maxEditedInPlace
+	if inPlace {
+		copy(services, prev.services) // one move (the edited ones are replaced below)
+	}
 	for i, it := range items {
 		h := hashes[i]
+		if inPlace && h == prev.hashes[i] {
+			reused[i] = true // (copied above)
+			continue
+		}
 		if s, j := prev.find(i, h, !inPlace); s != nil {
 			services[i], reused[i] = *s, true
 			if j != i {

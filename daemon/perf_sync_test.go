@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"math"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
@@ -132,15 +133,26 @@ func sameDests(a, b map[string]int) bool {
 func TestHoldGC(t *testing.T) {
 	pct0, lim0 := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
 	defer debug.SetGCPercent(pct0)
-	release := holdGC()
+	release := holdGC(0)
 	pct, lim := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	if pct != -1 || lim <= 0 || lim > int64(ms.Sys)+holdGCRoom || lim < holdGCRoom {
+	if pct != math.MaxInt32 || lim <= 0 || lim > int64(ms.Sys)+holdGCRoom || lim < holdGCRoom {
 		t.Fatalf("held: GC percent %d, limit %d (Sys %d)", pct, lim, ms.Sys)
 	}
 	release()
 	if p, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); p != 100 || l != lim0 {
 		t.Fatalf("released: GC percent %d, limit %d; want 100, %d", p, l, lim0)
+	}
+}
+
+// TestReleaseParseMemory: a large sync hands its memory back at once; a small one leaves that
+// to Run, once reloads are quiet.
+func TestReleaseParseMemory(t *testing.T) {
+	if releaseParseMemory(releaseOps) || !releaseParseMemory(1) {
+		t.Fatal("large syncs release at once, small ones later")
+	}
+	if memoryInUse() <= 0 {
+		t.Fatal("memoryInUse: nothing")
 	}
 }

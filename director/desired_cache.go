@@ -92,10 +92,24 @@ func (c *DesiredCache) build(services []config.Service, health HealthFunc, healt
 	}
 	if scoped && !full && changed != nil {
 		// Only the scope's services, in the order of the last build (key order when sorted).
+		// (The scope is a few VIPs, compared directly: two map lookups for each of 10,000
+		// services were a good part of a reload's sync where hashing is slow.)
+		scope := make([]netip.Addr, 0, len(changed)+len(need))
+		for a := range changed {
+			scope = append(scope, a)
+		}
+		for a := range need {
+			if !changed[a] {
+				scope = append(scope, a)
+			}
+		}
+		inScope := func(a netip.Addr) bool { return slices.Contains(scope, a) }
+		if len(scope) > 8 {
+			inScope = func(a netip.Addr) bool { return changed[a] || need[a] }
+		}
 		k := 0
 		for i := range c.last {
-			a := c.last[i].vs.Key.Addr
-			if !changed[a] && !need[a] {
+			if !inScope(c.last[i].vs.Key.Addr) {
 				continue
 			}
 			for k < len(built) && built[k].i < i {
