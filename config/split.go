@@ -194,6 +194,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		return nil, false
 	}
 	services := make([]Service, len(items))
+	prefault(services)
 	reused := make([]bool, len(items))
 	var missing []int // items not in the cache, in file order
 	var moved []int   // where in the last parse the items found elsewhere were
@@ -487,6 +488,14 @@ func fmix64(h uint64) uint64 {
 func scanLine(b []byte, off int) (end int, sum uint64) {
 	h := lineSeed
 	i := off
+	for ; i+16 <= len(b); i += 16 { // two words a turn while neither has the '\n'
+		w0, w1 := binary.LittleEndian.Uint64(b[i:]), binary.LittleEndian.Uint64(b[i+8:])
+		x0, x1 := w0^eights, w1^eights
+		if ((x0-ones)&^x0|(x1-ones)&^x1)&highs != 0 {
+			break // (the loop below finds it)
+		}
+		h = mix(mix(h, w0), w1)
+	}
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
 		x := w ^ eights

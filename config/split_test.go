@@ -278,7 +278,7 @@ func TestReloadUniqueness(t *testing.T) {
 func TestScanLine(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for range 2000 {
-		n := r.IntN(40)
+		n := r.IntN(80)
 		b := make([]byte, n)
 		for i := range b {
 			b[i] = "ab\n "[r.IntN(4)]

@@ -173,15 +173,17 @@ How each figure is taken:
   namespace (a helper process in the namespace; the baseline of the read). This is what
   lvs-director's cold start spends in the kernel; the rest of its cold start is the daemon's own
   work (config, plan, start-up).
-- **Incremental change**: one real server added to one service at the largest size, twice.
+- **Incremental change**: one real server added to one service at the largest size, at each of
+  5 reloads (\`LAB_BENCH_RELOADS\`), 3 s apart.
   The config file is replaced and SIGHUP sent; the time runs from SIGHUP until the service, read
   over netlink every 10 ms, shows the new real server. (lvs-director's config path is a symlink to a
   file in another directory, so its file watch stays quiet and only SIGHUP reloads it.) The
   operations are the \`sync applied ops=N\` lines lvs-director logged for the reload.
-  The table shows the median of the two reloads and each of them.
+  The table shows the median of the reloads and each of them (the first after the start pays
+  for memory and code the daemon touches for the first time).
 - **Memory**: VmRSS from \`/proc/PID/status\`, summed over the daemon's processes (keepalived: parent
   and checker child; started with \`-l -G -n -C\`), 3 s after the table was complete, and again
-  after the two reloads.
+  3 s after the last reload.
 
 - **Health-check CPU**: 100 services x 10 real servers, every real server checked over TCP
   every second (lvs-director \`health_check: {type: tcp, interval: 1s}\`, keepalived

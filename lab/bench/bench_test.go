@@ -487,10 +487,11 @@ func writeFile(t testing.TB, path, content string) {
 // figures are the measurements of one run.
 type figures struct {
 	cold     map[int]map[string][]time.Duration // size -> tool -> repetitions
-	reload   map[string][]time.Duration         // tool -> the two reloads
+	reload   map[string][]time.Duration         // tool -> each reload
 	ops      []int                              // lvs-director's kernel operations per reload
 	rss0     map[string]int                     // kB after the cold start
-	rss2     map[string]int                     // kB after two reloads
+	rss2     map[string]int                     // kB after the reloads
+	start    map[string][]time.Duration         // tool -> runs of its version command (exec to exit)
 	incrSize int
 }
 
@@ -546,6 +547,10 @@ func (f *figures) markdown(sizes []int, reps []int) []string {
 		out = append(out, fmt.Sprintf("| cold start, %d services x 10 real servers (median of %d) | %s | %s | %s | %s | %s |",
 			n, reps[si], dur(lvs), dur(base), dur(keep), ratio(med(lvs), med(base)), ratio(med(lvs), med(keep))))
 	}
+	if len(f.start["lvs-director"]) > 0 {
+		out = append(out, fmt.Sprintf("| starting the program alone: exec to exit of `lvs-director version` / `keepalived --version` (median of 3) | %s | - | %s | - | %s |",
+			dur(f.start["lvs-director"]), dur(f.start["keepalived"]), ratio(medOr0(f.start["lvs-director"]), medOr0(f.start["keepalived"]))))
+	}
 	for si, n := range sizes {
 		c := f.cold[n]
 		out = append(out, fmt.Sprintf("| cold start against the batched-netlink floor (the client's ApplyBatch below), %d services (medians of %d) | %s | %s | - | %s | - |",
@@ -573,12 +578,12 @@ func (f *figures) markdown(sizes []int, reps []int) []string {
 			mk = median(keep)
 		}
 		out = append(out,
-			fmt.Sprintf("| one real server added, SIGHUP to kernel, %d services (each of 2 reloads: %s / %s) | %s | - | %s | - | %s |",
-				n, fmtDurations(lvs), fmtDurations(keep), secs(ml), dur(keep), ratio(ml, mk)),
+			fmt.Sprintf("| one real server added, SIGHUP to kernel, %d services (median and each of %d reloads: %s / %s) | %s | - | %s | - | %s |",
+				n, benchReloads(), fmtDurations(lvs), fmtDurations(keep), secs(ml), dur(keep), ratio(ml, mk)),
 			fmt.Sprintf("| kernel operations for that change (per reload, from the log's 'sync applied ops=N') | %v | - | not observable | - | - |", f.ops),
 			fmt.Sprintf("| resident memory (VmRSS, all processes) at %d services | %s | - | %s | - | %s |",
 				n, mb(f.rss0["lvs-director"]), mb(f.rss0["keepalived"]), ratioKB(f.rss0["lvs-director"], f.rss0["keepalived"])),
-			fmt.Sprintf("| resident memory after 2 reloads | %s | - | %s | - | %s |",
+			fmt.Sprintf("| resident memory after %d reloads | %s | - | %s | - | %s |", benchReloads(),
 				mb(f.rss2["lvs-director"]), mb(f.rss2["keepalived"]), ratioKB(f.rss2["lvs-director"], f.rss2["keepalived"])))
 	}
 	return out
@@ -616,7 +621,22 @@ func TestBenchLab(t *testing.T) {
 	}
 
 	f := &figures{cold: map[int]map[string][]time.Duration{}, reload: map[string][]time.Duration{},
-		rss0: map[string]int{}, rss2: map[string]int{}}
+		rss0: map[string]int{}, rss2: map[string]int{}, start: map[string][]time.Duration{}}
+	// What starting the program alone costs (part of every cold start; the batched floor is a
+	// call inside the test process and has none).
+	for _, cmd := range [][]string{{"lvs-director", "version"}, {"keepalived", "--version"}} {
+		if _, err := exec.LookPath(cmd[0]); err != nil {
+			continue
+		}
+		for range 3 {
+			start := time.Now()
+			if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v %s", cmd, err, out)
+			}
+			f.start[cmd[0]] = append(f.start[cmd[0]], time.Since(start))
+		}
+		report(t, "start."+cmd[0], fmtDurations(f.start[cmd[0]]))
+	}
 	_ = l
 	seq := 0
 	newNS := func(name string) *e2e.NS {
@@ -800,9 +820,19 @@ func clientRun(t *testing.T, ns *e2e.NS, r ruleSet, perOp bool) (apply, read tim
 	return apply, read
 }
 
-// incremental adds one real server to a service twice (two reloads), measuring the time from
-// SIGHUP to the kernel showing it, the operations (lvs-director) and the memory before and
-// after.
+// benchReloads is how many reloads incremental measures: LAB_BENCH_RELOADS, default 5 (the
+// first reload after a start pays for memory and code touched the first time; a median of
+// several is steadier than one of two).
+func benchReloads() int {
+	if n := envInts("LAB_BENCH_RELOADS", nil); len(n) > 0 && n[0] < 200 {
+		return n[0]
+	}
+	return 5
+}
+
+// incremental adds one real server to a service at each of benchReloads reloads, measuring the
+// time from SIGHUP to the kernel showing it, the operations (lvs-director) and the memory
+// before and after.
 func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.LinuxKernel, d *proc, cfg, dir, who string) {
 	t.Helper()
 	f.incrSize = r.n
@@ -813,7 +843,8 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 	report(t, fmt.Sprintf("rss-parts.%d.%s", r.n, who), parts0)
 	target := r.n / 2
 	extra := map[int][]string{}
-	for m := 1; m <= 2; m++ {
+	reloads := benchReloads()
+	for m := 1; m <= reloads; m++ {
 		extra[target] = append(extra[target], r.extraRS(m))
 		before := logSize(d.log)
 		if who == "lvs-director" {
@@ -843,7 +874,7 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 	}
 	rss2, each2, parts2 := d.rssKB()
 	f.rss2[who] = rss2
-	report(t, fmt.Sprintf("rss-parts-after-2-reloads.%d.%s", r.n, who), parts2)
+	report(t, fmt.Sprintf("rss-parts-after-%d-reloads.%d.%s", reloads, r.n, who), parts2)
 	if who == "lvs-director" { // where the memory is, for the record (after measuring: a scrape allocates)
 		if out, err := ns.Exec("wget", "-qO-", "http://127.0.0.1:9813/metrics"); err == nil {
 			var parts []string
@@ -858,7 +889,7 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 		}
 	}
 	report(t, fmt.Sprintf("reload.%d.%s", r.n, who), fmtDurations(f.reload[who]))
-	report(t, fmt.Sprintf("rss-after-2-reloads.%d.%s", r.n, who), fmt.Sprintf("%d kB %v", rss2, each2))
+	report(t, fmt.Sprintf("rss-after-%d-reloads.%d.%s", reloads, r.n, who), fmt.Sprintf("%d kB %v", rss2, each2))
 	if who == "lvs-director" {
 		report(t, fmt.Sprintf("reload-ops.%d.%s", r.n, who), fmt.Sprint(f.ops))
 		for _, o := range f.ops {
@@ -867,7 +898,7 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 			}
 		}
 	}
-	if s, dd := tableCount(t, ns); s != r.n || dd != r.n*realServersPerService+2 {
-		t.Errorf("%s: after two reloads the table has %d services, %d real servers", who, s, dd)
+	if s, dd := tableCount(t, ns); s != r.n || dd != r.n*realServersPerService+reloads {
+		t.Errorf("%s: after %d reloads the table has %d services, %d real servers", who, reloads, s, dd)
 	}
 }
