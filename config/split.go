@@ -34,7 +34,7 @@ const splitBatch = 64
 // (the "services:" key stays, with an empty value) and the items' text, each item with its
 // original indentation and lines. ok is false when the file is not of the plain layout.
 //
-// hashes are the items' hashes (hashItem), taken in the same pass over the file as the lines.
+// hashes are the items' hashes (itemHash), taken in the same pass over the file as the lines.
 // expect is how many items there likely are (those of the last parse): the lists are made for
 // that many at once instead of growing (at 10,000 items growing them left 1.3 MB of garbage).
 func splitServices(data []byte, expect int) (head []byte, items [][]byte, hashes []itemHash, ok bool) {
@@ -447,7 +447,8 @@ func (c *serviceCache) set(p *parsedItems, exclude string) {
 	c.items, c.exclude = p, exclude
 }
 
-// itemHash identifies an item's text: a 64-bit hash of it and its length (hashItem).
+// itemHash identifies an item's text: a 64-bit hash of it (its lines' hashes combined by
+// itemHasher) and its length.
 type itemHash [2]uint64
 
 // Items are hashed in the same pass over the file that finds its lines (scanLine): eight bytes
@@ -525,14 +526,3 @@ type itemHasher struct{ h uint64 }
 func (h *itemHasher) add(line uint64) { h.h = mix(h.h, line) }
 
 func (h *itemHasher) sum(n int) itemHash { return itemHash{fmix64(h.h ^ uint64(n)), uint64(n)} }
-
-// hashItem is the hash splitServices gives an item of text b.
-func hashItem(b []byte) itemHash {
-	var h itemHasher
-	for off := 0; off < len(b); {
-		end, sum := scanLine(b, off)
-		h.add(sum)
-		off = end + 1
-	}
-	return h.sum(len(b))
-}

@@ -348,3 +348,14 @@ func TestSplitHashes(t *testing.T) {
 		}
 	}
 }
+
+// hashItem is the hash splitServices gives an item of text b, computed on its own.
+func hashItem(b []byte) itemHash {
+	var h itemHasher
+	for off := 0; off < len(b); {
+		end, sum := scanLine(b, off)
+		h.add(sum)
+		off = end + 1
+	}
+	return h.sum(len(b))
+}

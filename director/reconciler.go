@@ -256,7 +256,7 @@ func hasStubs(desired []VirtualService, scope map[netip.Addr]bool) bool {
 // Sync makes the kernel equal to desired and returns the plan it applied. An operation that
 // fails is logged and counted; the others still run, and the next sync retries.
 func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
-	return r.syncLocked(desired, true, nil)
+	return r.syncLocked(desired, true, nil, false)
 }
 
 // SyncChanged is Sync for a change of the desired state (a reload, a health change, a drain):
@@ -266,7 +266,7 @@ func (r *Reconciler) Sync(desired []VirtualService) (Plan, error) {
 // is repaired by the next Sync (every sync_period). Without a known table (the first sync,
 // after a failed operation or read, after Cleanup) it is Sync.
 func (r *Reconciler) SyncChanged(desired []VirtualService) (Plan, error) {
-	return r.syncLocked(desired, false, nil)
+	return r.syncLocked(desired, false, nil, false)
 }
 
 // SyncScoped is SyncChanged for a change that touched only the services of the VIPs in scope
@@ -276,7 +276,7 @@ func (r *Reconciler) SyncScoped(desired []VirtualService, scope map[netip.Addr]b
 	if scope == nil {
 		scope = map[netip.Addr]bool{}
 	}
-	return r.syncLocked(desired, false, scope)
+	return r.syncLocked(desired, false, scope, false)
 }
 
 // SyncPartial is SyncScoped given only part of the desired state: desired holds exactly the
@@ -290,14 +290,10 @@ func (r *Reconciler) SyncPartial(desired []VirtualService, scope map[netip.Addr]
 	if scope == nil {
 		scope = map[netip.Addr]bool{}
 	}
-	return r.syncLockedMode(desired, false, scope, true)
+	return r.syncLocked(desired, false, scope, true)
 }
 
-func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[netip.Addr]bool) (Plan, error) {
-	return r.syncLockedMode(desired, full, scope, false)
-}
-
-func (r *Reconciler) syncLockedMode(desired []VirtualService, full bool, scope map[netip.Addr]bool, partial bool) (Plan, error) {
+func (r *Reconciler) syncLocked(desired []VirtualService, full bool, scope map[netip.Addr]bool, partial bool) (Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
