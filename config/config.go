@@ -194,7 +194,7 @@ var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 
 // Load reads and validates a config file.
 func Load(path string) (*Config, error) {
-	if cfg, err, ok := loadMapped(path); ok {
+	if cfg, ok, err := loadMapped(path); ok {
 		return cfg, err
 	}
 	data, err := os.ReadFile(path)

@@ -22,29 +22,29 @@ const mapMinSize = 256 << 10
 // parse then panics instead of crashing (SetPanicOnFault) and the file is read again the usual
 // way. A file rewritten in place while it is parsed is read inconsistently, as a read would be.
 // ok is false when the file is small or cannot be mapped: the caller reads it.
-func loadMapped(path string) (cfg *Config, err error, ok bool) {
+func loadMapped(path string) (cfg *Config, ok bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err), true
+		return nil, true, fmt.Errorf("reading config: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() || st.Size() < mapMinSize || st.Size() > 1<<30 {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	// MAP_POPULATE: the kernel maps every page at once. Faulting them in one by one as the
 	// parse reads them cost 30-80 ms of a reload at 10,000 services in the lab VM (a fault is
 	// expensive under emulation).
 	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	defer unix.Munmap(data) //nolint:errcheck // (nothing to do about it)
 	return parseFaulting(path, data)
 }
 
 // parseFaulting is Parse with a fault on data turned into ok == false.
-func parseFaulting(path string, data []byte) (cfg *Config, err error, ok bool) {
+func parseFaulting(path string, data []byte) (cfg *Config, ok bool, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -52,9 +52,9 @@ func parseFaulting(path string, data []byte) (cfg *Config, err error, ok bool) {
 			if e, isErr := r.(error); !isErr || !errors.As(e, &fault) {
 				panic(r) // not a fault on the mapping
 			}
-			cfg, err, ok = nil, nil, false
+			cfg, ok, err = nil, false, nil
 		}
 	}()
 	cfg, err = Parse(path, data)
-	return cfg, err, true
+	return cfg, true, err
 }

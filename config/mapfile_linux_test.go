@@ -25,7 +25,7 @@ func TestLoadMapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	itemCache.set(nil, "")
-	cfg, err, ok := loadMapped(big)
+	cfg, ok, err := loadMapped(big)
 	if !ok || err != nil {
 		t.Fatalf("big file: ok %v, err %v", ok, err)
 	}
@@ -37,7 +37,7 @@ func TestLoadMapped(t *testing.T) {
 	if len(cfg.Services) != 1000 || !reflect.DeepEqual(withoutRevisions(cfg), withoutRevisions(want)) {
 		t.Fatal("the mapped file parsed to another config than its bytes")
 	}
-	if _, _, ok := loadMapped(small); ok {
+	if _, ok, _ := loadMapped(small); ok {
 		t.Fatal("a small file was mapped")
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
@@ -76,7 +76,7 @@ func TestParseFaulting(t *testing.T) {
 		t.Fatal(err)
 	}
 	itemCache.set(nil, "")
-	cfg, err, ok := parseFaulting(path, data)
+	cfg, ok, err := parseFaulting(path, data)
 	if ok || cfg != nil || err != nil {
 		t.Fatalf("parse of a truncated mapping: ok %v, cfg %v, err %v; want a caught fault", ok, cfg != nil, err)
 	}

@@ -2,4 +2,4 @@
 
 package config
 
-func loadMapped(string) (*Config, error, bool) { return nil, nil, false }
+func loadMapped(string) (*Config, bool, error) { return nil, false, nil }
