@@ -156,7 +156,7 @@ const releaseQuiet = 2 * time.Second
 const releaseOps = 5000
 
 // holdGC keeps the garbage collector from starting a cycle while a reload and the sync after
-// it run, unless the process grows by more than holdGCRoom meanwhile; release undoes it. Run
+// it run, unless the process grows by more than room (holdGCRoom) meanwhile; release undoes it. Run
 // collects the reload's garbage right after the sync (afterSync). At 10,000 services a
 // collection of the 30 MB heap takes longer than the reload and its sync in the lab VM, and
 // the few MB a reload allocates were enough to start one (the pacer starts early on a slow
@@ -164,11 +164,11 @@ const releaseOps = 5000
 //
 // used is the process's memory (memoryInUse), read when the daemon was idle: in the lab VM the
 // read, just after a collection had handed memory back, once took 11 ms of the reload.
-func holdGC(used int64) (release func()) {
+func holdGC(used, room int64) (release func()) {
 	if used <= 0 {
 		used = memoryInUse()
 	}
-	oldLimit := debug.SetMemoryLimit(min(used+holdGCRoom, debug.SetMemoryLimit(-1)))
+	oldLimit := debug.SetMemoryLimit(min(used+room, debug.SetMemoryLimit(-1)))
 	// (Not -1: that would wait for a collection under way to end first.)
 	oldPercent := debug.SetGCPercent(math.MaxInt32)
 	return func() {
@@ -189,6 +189,14 @@ func memoryInUse() int64 {
 
 // holdGCRoom is how much a reload may grow the process before the collector runs anyway.
 const holdGCRoom = 64 << 20
+
+// startGCRoom is how much the first sync may grow the process before the collector runs
+// anyway. Run holds the collector during the first sync too: it only builds up what it keeps
+// (the desired state, the known kernel table) plus the plan, and at 10,000 services x 10 the
+// collections the growing heap set off (the last one marking 50 MB while the sync ran with
+// write barriers) cost the lab VM's cold start 0.1-0.3 s. Without them the process reaches
+// about 80 MB, handed back right after the sync (releaseParseMemory).
+const startGCRoom = 192 << 20
 
 // SetHealth attaches the health checker; call before Run.
 func (d *Daemon) SetHealth(h Health) {
@@ -417,9 +425,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	// then not missed.
 	fileEvents, stopWatch := d.watchFile()
 	defer stopWatch()
+	held := holdGC(0, startGCRoom)
 	if err := d.Sync(); err != nil {
 		d.log.Error("first sync incomplete", "err", err)
 	}
+	held()
 	d.afterSync()
 	d.announce(ctx)
 	d.notify("READY=1")
@@ -461,13 +471,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.log.Info("stopping; the kernel state stays in place")
 			return nil
 		case <-reload:
-			release = holdGC(d.memUsed.Load())
+			release = holdGC(d.memUsed.Load(), holdGCRoom)
 			_ = d.Reload()
 		case <-fileEvents:
 			debounce = time.After(200 * time.Millisecond)
 		case <-debounce:
 			debounce = nil
-			release = holdGC(d.memUsed.Load())
+			release = holdGC(d.memUsed.Load(), holdGCRoom)
 			_ = d.Reload()
 		case <-watchdog:
 			timer.Stop()

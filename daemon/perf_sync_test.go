@@ -1,12 +1,22 @@
 package daemon
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"math"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lvs-director/lvs-director/director"
 )
 
 // A reload's sync reads only the service it changes; the periodic one reads the whole table
@@ -129,11 +139,11 @@ func sameDests(a, b map[string]int) bool {
 }
 
 // TestHoldGC: while held, the collector runs only past the memory limit holdGC sets (the
-// process's memory now plus holdGCRoom); release restores both settings.
+// process's memory now plus the room); release restores both settings.
 func TestHoldGC(t *testing.T) {
 	pct0, lim0 := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
 	defer debug.SetGCPercent(pct0)
-	release := holdGC(0)
+	release := holdGC(0, holdGCRoom)
 	pct, lim := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -143,6 +153,66 @@ func TestHoldGC(t *testing.T) {
 	release()
 	if p, l := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); p != 100 || l != lim0 {
 		t.Fatalf("released: GC percent %d, limit %d; want 100, %d", p, l, lim0)
+	}
+}
+
+// gcKernel records the collector's GC percent each time the reconciler dumps the table.
+type gcKernel struct {
+	*director.FakeKernel
+	mu       sync.Mutex
+	percents []uint64
+}
+
+func (k *gcKernel) Services() ([]director.VirtualService, error) {
+	k.mu.Lock()
+	k.percents = append(k.percents, gcPercent())
+	k.mu.Unlock()
+	return k.FakeKernel.Services()
+}
+
+func gcPercent() uint64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestRunHoldsGCDuringFirstSync: Run's first sync (which reads the whole table) runs with the
+// collector held, and the setting is back when Run reports ready.
+func TestRunHoldsGCDuringFirstSync(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "director.yaml")
+	write(t, path, strings.ReplaceAll(baseConfig, "%SOCK%", filepath.Join(dir, "api.sock")))
+	k := &gcKernel{FakeKernel: director.NewFakeKernel()}
+	ready := make(chan uint64, 1)
+	notify := func(s string) {
+		if s == "READY=1" {
+			select {
+			case ready <- gcPercent():
+			default:
+			}
+		}
+	}
+	d, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k, path, notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx, nil) }()
+	after := <-ready
+	cancel()
+	<-done
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.percents) == 0 || k.percents[0] != math.MaxInt32 {
+		t.Fatalf("GC percent during the first sync's dump: %v, want %d", k.percents, math.MaxInt32)
+	}
+	if after != 100 {
+		t.Fatalf("GC percent when ready: %d, want 100", after)
+	}
+	if len(kernelDests(t, k.FakeKernel)) == 0 {
+		t.Fatal("the first sync programmed nothing")
 	}
 }
 
