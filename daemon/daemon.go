@@ -517,6 +517,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			case <-time.After(wait):
 			}
 		}
+		select {
+		case <-d.syncReq: // (met by this sync: a reload asks for one, and Run syncs after it anyway)
+		default:
+		}
 		if err := d.sync(full); err != nil {
 			d.log.Error("sync incomplete", "err", err)
 		}

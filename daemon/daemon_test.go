@@ -132,6 +132,59 @@ func TestRunReloadsOnFileChange(t *testing.T) {
 	waitFor(t, func() bool { return len(kernelDests(t, f.k)) == 3 })
 }
 
+// TestRunSyncsOnceAfterAReload: a reload is followed by one sync, not by a second one
+// min_sync_period later for the reload's own request of a sync.
+func TestRunSyncsOnceAfterAReload(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real", "director.yaml") // (written behind a symlink: the file watch does not fire)
+	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(baseConfig, "%SOCK%", filepath.Join(dir, "api.sock"))
+	cfg = strings.Replace(cfg, "director: {drain_timeout: 30s}", "director: {drain_timeout: 30s, min_sync_period: 10ms}", 1)
+	write(t, real, cfg)
+	path := filepath.Join(dir, "director.yaml")
+	if err := os.Symlink(real, path); err != nil {
+		t.Fatal(err)
+	}
+	k := director.NewFakeKernel()
+	reg := prometheus.NewRegistry()
+	d, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg, k, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx, reload) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return len(kernelDests(t, k)) == 2 })
+	syncs0 := syncCount(t, reg)
+	write(t, real, cfg+"      - {address: 10.0.1.13, port: 8080}\n")
+	reload <- struct{}{}
+	waitFor(t, func() bool { return len(kernelDests(t, k)) == 3 })
+	time.Sleep(300 * time.Millisecond) // (30 min_sync_periods)
+	if n := syncCount(t, reg) - syncs0; n != 1 {
+		t.Fatalf("%d syncs after one reload, want 1", n)
+	}
+}
+
+// syncCount is how many syncs the reconciler has timed.
+func syncCount(t *testing.T, reg *prometheus.Registry) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "lvs_director_reconcile_duration_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("no lvs_director_reconcile_duration_seconds")
+	return 0
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
