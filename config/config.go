@@ -34,7 +34,29 @@ type Config struct {
 
 	// Path is the file the configuration was read from.
 	Path string `yaml:"-"`
+
+	// id numbers the configs parsed piecewise in this process; base is the id of the config
+	// whose services this one took in place (Edits), edited the indices of the others.
+	id, base uint64
+	edited   []int
 }
+
+// Edits tells which services may differ from prev's. When the config was parsed right after
+// prev with as many services, each taken from prev at the same index except a few (the usual
+// reload: a real server added or a weight changed in place), edited lists the indices of those
+// few in increasing order and ok is true: every other service is prev's at that index, with its
+// Revision. Otherwise ok is false, and anything may have changed. (At 10,000 services this
+// spares a consumer a look at every service: in the lab's emulated VM each such pass over the
+// 2 MB of services cost a reload 1-3 ms.)
+func (c *Config) Edits(prev *Config) (edited []int, ok bool) {
+	if c == nil || prev == nil || c.base == 0 || c.base != prev.id {
+		return nil, false
+	}
+	return c.edited, true
+}
+
+// configIDs numbers the configs parsed piecewise (Config.id).
+var configIDs atomic.Uint64
 
 // Director holds the settings of the reconciler.
 type Director struct {

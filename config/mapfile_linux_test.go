@@ -45,15 +45,6 @@ func TestLoadMapped(t *testing.T) {
 	}
 }
 
-func withoutRevisions(c *Config) *Config {
-	out := *c
-	out.Services = nil
-	for _, s := range c.Services {
-		out.Services = append(out.Services, s.WithoutRevision())
-	}
-	return &out
-}
-
 // TestParseFaulting: a mapped file truncated under the parse makes it fault: the fault is
 // caught and reported (ok false, so Load reads the file instead), not a crash.
 func TestParseFaulting(t *testing.T) {

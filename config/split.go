@@ -207,14 +207,19 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		}
 	}
 	inPlace := prev != nil && len(prev.hashes) == len(items) && edited <= maxEditedInPlace
+	var editedAt []int // (in place: where the items are not the last parse's)
 	if inPlace {
 		copy(services, prev.services) // one move (the edited ones are replaced below)
+		editedAt = make([]int, 0, edited)
 	}
 	for i, it := range items {
 		h := hashes[i]
 		if inPlace && h == prev.hashes[i] {
 			reused[i] = true // (copied above)
 			continue
+		}
+		if inPlace {
+			editedAt = append(editedAt, i)
 		}
 		if s, j := prev.find(i, h, !inPlace); s != nil {
 			services[i], reused[i] = *s, true
@@ -298,8 +303,14 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	if len(v.errs) > 0 {
 		return nil, false
 	}
-	numberServices(cfg.Services)                                              // the new items; reused ones keep their revision
-	itemCache.set(&parsedItems{hashes: hashes, services: cfg.Services}, excl) // (the earlier Config is left to the GC)
+	for _, i := range missing {
+		services[i].rev = revisions.Add(1) // the new items; reused ones keep their revision
+	}
+	cfg.id = configIDs.Add(1)
+	if inPlace {
+		cfg.base, cfg.edited = prev.id, editedAt
+	}
+	itemCache.set(&parsedItems{hashes: hashes, services: cfg.Services, id: cfg.id}, excl) // (the earlier Config is left to the GC)
 	return cfg, true
 }
 
@@ -407,6 +418,7 @@ type serviceCache struct {
 type parsedItems struct {
 	hashes   []itemHash
 	services []Service // a Config's services, read-only
+	id       uint64    // that Config's id
 	index    sync.Once // builds byHash (parses may run at once)
 	byHash   map[itemHash]int
 }

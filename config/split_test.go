@@ -2,9 +2,11 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -163,18 +165,88 @@ func TestParseReusedItemsRecheckedOnNewExclude(t *testing.T) {
 
 // sameConfig compares two configs but for the services' revisions (parseWhole gives none).
 func sameConfig(a, b *Config) bool {
-	clear := func(c *Config) *Config {
-		if c == nil {
-			return nil
-		}
-		x := *c
-		x.Services = make([]Service, len(c.Services))
-		for i := range c.Services {
-			x.Services[i] = c.Services[i].WithoutRevision()
-		}
-		return &x
+	return reflect.DeepEqual(withoutRevisions(a), withoutRevisions(b))
+}
+
+// withoutRevisions is c without what tells parses apart: the services' revisions and the
+// config's own numbers (Edits).
+func withoutRevisions(c *Config) *Config {
+	if c == nil {
+		return nil
 	}
-	return reflect.DeepEqual(clear(a), clear(b))
+	out := *c
+	out.id, out.base, out.edited = 0, 0, nil
+	out.Services = make([]Service, len(c.Services))
+	for i := range c.Services {
+		out.Services[i] = c.Services[i].WithoutRevision()
+	}
+	return &out
+}
+
+// TestEdits: a reload that changed services in place names them (and only them) relative to
+// the config parsed just before; anything else is "cannot tell".
+func TestEdits(t *testing.T) {
+	itemCache.set(nil, "")
+	data := string(benchYAML(6))
+	parse := func(text string) *Config {
+		t.Helper()
+		c, err := Parse("f.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := parse(data)
+	if _, ok := first.Edits(nil); ok {
+		t.Error("Edits(nil) tells")
+	}
+	if _, ok := first.Edits(first); ok {
+		t.Error("a first parse tells its edits")
+	}
+	// Services 1 and 4 changed in place.
+	lines := strings.SplitAfter(data, "\n")
+	edit := func(ls []string, i int) {
+		for k, l := range ls {
+			if strings.Contains(l, fmt.Sprintf("name: s%d,", i)) {
+				ls[k] = strings.Replace(l, "port: 8080}]}", "port: 8080}, {address: 10.250.0.1, port: 8080}]}", 1)
+				return
+			}
+		}
+		t.Fatalf("no service s%d", i)
+	}
+	edit(lines, 1)
+	edit(lines, 4)
+	second := parse(strings.Join(lines, ""))
+	edited, ok := second.Edits(first)
+	if !ok || !slices.Equal(edited, []int{1, 4}) {
+		t.Fatalf("Edits: %v %v, want [1 4] true", edited, ok)
+	}
+	for i := range second.Services {
+		if same := second.Services[i].Revision() == first.Services[i].Revision(); same == slices.Contains(edited, i) {
+			t.Errorf("service %d: same revision %v, edited %v", i, same, slices.Contains(edited, i))
+		}
+	}
+	if _, ok := second.Edits(second); ok {
+		t.Error("Edits of itself tells")
+	}
+	// The same file again: nothing edited.
+	third := parse(strings.Join(lines, ""))
+	if edited, ok := third.Edits(second); !ok || len(edited) != 0 {
+		t.Errorf("unchanged reload: %v %v", edited, ok)
+	}
+	if _, ok := third.Edits(first); ok {
+		t.Error("Edits tells against a config older than the last")
+	}
+	// A service inserted: the others moved, no telling.
+	fourth := parse(strings.Replace(strings.Join(lines, ""), "services:\n", "services:\n  - {name: first, vip: 10.200.9.9, port: 1}\n", 1))
+	if _, ok := fourth.Edits(third); ok {
+		t.Error("Edits tells after an insertion")
+	}
+	// A file decoded whole tells nothing.
+	whole := parse("services:\n  - {name: a, vip: 10.0.0.1, port: 80, real_servers: &rs [{address: 10.1.1.1}]}\n  - {name: b, vip: 10.0.0.1, port: 81, real_servers: *rs}\n")
+	if _, ok := whole.Edits(fourth); ok {
+		t.Error("a whole decoding tells its edits")
+	}
 }
 
 // Revisions: every parsed service has one; a reload keeps those of unchanged items and gives

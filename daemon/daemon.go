@@ -55,7 +55,8 @@ type Daemon struct {
 	// healthGen and drainGen tell it when the health or the operator drains may have changed
 	// (bumped on each health notification and reload, and on each drain).
 	desired   director.DesiredCache
-	syncMu    sync.Mutex // one sync at a time (desired is not safe for concurrent use)
+	builtFrom *config.Config // the config whose services desired was last built from (nil: merged ones)
+	syncMu    sync.Mutex     // one sync at a time (desired is not safe for concurrent use)
 	healthGen atomic.Uint64
 	drainGen  atomic.Uint64
 
@@ -360,10 +361,24 @@ func (d *Daemon) Sync() error { return d.sync(true) }
 func (d *Daemon) sync(full bool) error {
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
-	services := d.services()
+	cfg := d.Config()
+	services, _ := d.mergedFor(cfg)
 	healthOf := d.healthFunc(services)
 	need := d.rec.DrainingVIPs()
-	desired, changed, partial := d.desired.BuildScope(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), need, full)
+	var desired []director.VirtualService
+	var changed map[netip.Addr]bool
+	var partial bool
+	fromFile := len(services) == len(cfg.Services) && (len(services) == 0 || &services[0] == &cfg.Services[0])
+	if edited, ok := cfg.Edits(d.builtFrom); ok && fromFile {
+		// (a reload of the file in place: only the edited services are looked at)
+		desired, changed, partial = d.desired.BuildScopeEdited(services, edited, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), need, full)
+	} else {
+		desired, changed, partial = d.desired.BuildScope(services, healthOf, d.healthGen.Load(), d.isDrained, d.drainGen.Load(), need, full)
+	}
+	d.builtFrom = nil
+	if fromFile {
+		d.builtFrom = cfg
+	}
 	d.mu.Lock()
 	d.lastSync = time.Now()
 	if full {

@@ -32,6 +32,11 @@ type DesiredCache struct {
 	// sorted: the services of the last build are in the order of their keys.
 	sorted bool
 	health []ServiceHealth // Health's answer; nil when a build changed it
+	// healthGen and drainGen are those of the last build, checked how many of its services
+	// have health checks (BuildScopeEdited).
+	healthGen, drainGen uint64
+	checked             int
+	quick               int // builds that looked at the edited services only (for tests)
 }
 
 type cachedService struct {
@@ -52,7 +57,7 @@ type cachedService struct {
 // Otherwise the services of the VIPs in changed or need are whole, the others are stubs
 // (Stub).
 func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full bool) (desired []VirtualService, hs []ServiceHealth, changed map[netip.Addr]bool) {
-	desired, changed, _ = c.build(services, health, healthGen, drained, drainGen, need, full, false)
+	desired, changed, _ = c.build(services, nil, health, healthGen, drained, drainGen, need, full, false)
 	return desired, c.Health(), changed
 }
 
@@ -62,7 +67,20 @@ func (c *DesiredCache) Build(services []config.Service, health HealthFunc, healt
 // services the whole list is 1.5 MB to allocate and fill on every reload). Otherwise (the first
 // build, duplicate names, full) it returns what Build does.
 func (c *DesiredCache) BuildScope(services []config.Service, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full bool) (desired []VirtualService, changed map[netip.Addr]bool, partial bool) {
-	return c.build(services, health, healthGen, drained, drainGen, need, full, true)
+	return c.build(services, nil, health, healthGen, drained, drainGen, need, full, true)
+}
+
+// BuildScopeEdited is BuildScope when the caller knows that services are those of the last
+// build (the same services, in the same order, with their revisions) except at the indices in
+// edited, in increasing order (config.Config.Edits). When neither the drains nor the health of
+// a checked service may have changed since, only those are looked at, and the services of the
+// changed VIPs are found by key: at 10,000 services a reload is spared three passes over the
+// services and the cache (in the lab's emulated VM, 4-7 ms). Otherwise it is BuildScope.
+func (c *DesiredCache) BuildScopeEdited(services []config.Service, edited []int, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full bool) (desired []VirtualService, changed map[netip.Addr]bool, partial bool) {
+	if edited == nil {
+		edited = []int{} // (nil is "cannot tell" below)
+	}
+	return c.build(services, edited, health, healthGen, drained, drainGen, need, full, true)
 }
 
 // Health returns the services' health of the last build (as Desired), in the order of its
@@ -84,8 +102,15 @@ type rebuilt struct {
 	vs VirtualService
 }
 
-func (c *DesiredCache) build(services []config.Service, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full, scoped bool) (desired []VirtualService, changed map[netip.Addr]bool, partial bool) {
-	built, changed := c.update(services, health, healthGen, drained, drainGen)
+func (c *DesiredCache) build(services []config.Service, edited []int, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64, need map[netip.Addr]bool, full, scoped bool) (desired []VirtualService, changed map[netip.Addr]bool, partial bool) {
+	var built []rebuilt
+	quick := edited != nil && !full && scoped && c.canTakeEdits(services, edited, healthGen, drainGen)
+	if quick {
+		c.quick++
+		built, changed = c.updateEdited(services, edited, health, healthGen, drained, drainGen)
+	} else {
+		built, changed = c.update(services, health, healthGen, drained, drainGen)
+	}
 	whole := func(i int) VirtualService {
 		vs, _ := desiredService(&services[i], health, drained, make([]Dest, 0, len(services[i].RealServers)+1))
 		return vs
@@ -108,10 +133,7 @@ func (c *DesiredCache) build(services []config.Service, health HealthFunc, healt
 			inScope = func(a netip.Addr) bool { return changed[a] || need[a] }
 		}
 		k := 0
-		for i := range c.last {
-			if !inScope(c.last[i].vs.Key.Addr) {
-				continue
-			}
+		add := func(i int) {
 			for k < len(built) && built[k].i < i {
 				k++
 			}
@@ -119,6 +141,22 @@ func (c *DesiredCache) build(services []config.Service, health HealthFunc, healt
 				desired = append(desired, built[k].vs)
 			} else {
 				desired = append(desired, whole(i))
+			}
+		}
+		if quick && c.sorted {
+			// The services of a VIP are next to each other in key order: found by bisection.
+			slices.SortFunc(scope, netip.Addr.Compare)
+			for _, a := range scope {
+				i, _ := slices.BinarySearchFunc(c.last, a, func(s cachedService, a netip.Addr) int { return s.vs.Key.Addr.Compare(a) })
+				for ; i < len(c.last) && c.last[i].vs.Key.Addr == a; i++ {
+					add(i)
+				}
+			}
+			return desired, changed, true
+		}
+		for i := range c.last {
+			if inScope(c.last[i].vs.Key.Addr) {
+				add(i)
 			}
 		}
 		if !c.sorted {
@@ -164,6 +202,7 @@ func (c *DesiredCache) update(services []config.Service, health HealthFunc, heal
 		changed = map[netip.Addr]bool{}
 	}
 	moved := !inPlace // a key may be elsewhere than in the last build
+	checked := 0      // services with health checks
 	for i := range services {
 		s := &services[i]
 		j := i
@@ -180,6 +219,9 @@ func (c *DesiredCache) update(services []config.Service, health HealthFunc, heal
 				if !inPlace {
 					next[i] = *o
 				}
+				if o.checked {
+					checked++
+				}
 				continue
 			}
 			had, oldKey, oldSum = true, o.vs.Key, o.sum // (next[i] may be o: read before it is replaced)
@@ -192,6 +234,9 @@ func (c *DesiredCache) update(services []config.Service, health HealthFunc, heal
 		stub := vs
 		stub.Dests, stub.stub = nil, true
 		next[i] = cachedService{name: s.Name, rev: s.Revision(), checked: s.HasChecks(), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
+		if next[i].checked {
+			checked++
+		}
 		built = append(built, rebuilt{i, vs})
 		c.health = nil
 		if !had || oldKey != vs.Key {
@@ -218,6 +263,66 @@ func (c *DesiredCache) update(services []config.Service, health HealthFunc, heal
 	if moved || !c.sorted {
 		c.sorted = slices.IsSortedFunc(c.last, func(a, b cachedService) int { return a.vs.Key.compare(b.vs.Key) })
 	}
+	c.healthGen, c.drainGen, c.checked = healthGen, drainGen, checked
+	return built, changed
+}
+
+// canTakeEdits tells whether a build of services known to be the last build's but at the
+// indices in edited can look at those only: every other cached service is then still current
+// (the last build left each current for its generations, and they did not change for it). An
+// edited service must keep its name (a renamed one may be another's, moved: update finds it).
+func (c *DesiredCache) canTakeEdits(services []config.Service, edited []int, healthGen, drainGen uint64) bool {
+	if c.last == nil || len(services) != len(c.last) || drainGen != c.drainGen || healthGen != c.healthGen && c.checked > 0 {
+		return false
+	}
+	for _, i := range edited {
+		if i < 0 || i >= len(services) || services[i].Name != c.last[i].name {
+			return false
+		}
+	}
+	return true
+}
+
+// updateEdited is update for a build where only the services at the indices in edited may
+// differ from the last build's (canTakeEdits): it looks at those only.
+func (c *DesiredCache) updateEdited(services []config.Service, edited []int, health HealthFunc, healthGen uint64, drained DrainedFunc, drainGen uint64) (built []rebuilt, changed map[netip.Addr]bool) {
+	changed = map[netip.Addr]bool{}
+	moved := false
+	for _, i := range edited {
+		s, o := &services[i], &c.last[i] // (of the same name: canTakeEdits)
+		if o.rev != 0 && o.rev == s.Revision() && o.drainGen == drainGen && (!o.checked || o.healthGen == healthGen) {
+			continue
+		}
+		vs, h := desiredService(s, health, drained, make([]Dest, 0, len(s.RealServers)+1))
+		var sum [2]uint64
+		sum, c.scratch = desiredSum(&vs, c.scratch)
+		if o.sum != sum { // (built again alike: no change)
+			changed[vs.Key.Addr], changed[o.vs.Key.Addr] = true, true // (it may have moved)
+		}
+		if o.vs.Key != vs.Key {
+			moved = true
+		}
+		if o.checked {
+			c.checked--
+		}
+		stub := vs
+		stub.Dests, stub.stub = nil, true
+		*o = cachedService{name: s.Name, rev: s.Revision(), checked: s.HasChecks(), healthGen: healthGen, drainGen: drainGen, vs: stub, sum: sum, h: h}
+		if o.checked {
+			c.checked++
+		}
+		built = append(built, rebuilt{i, vs})
+		c.health = nil
+	}
+	if moved && c.sorted {
+		for _, i := range edited { // (sorted before: sorted still if each edited one fits in)
+			if i > 0 && c.last[i-1].vs.Key.compare(c.last[i].vs.Key) > 0 || i+1 < len(c.last) && c.last[i].vs.Key.compare(c.last[i+1].vs.Key) > 0 {
+				c.sorted = false
+				break
+			}
+		}
+	}
+	c.healthGen, c.drainGen = healthGen, drainGen
 	return built, changed
 }
 

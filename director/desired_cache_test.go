@@ -152,9 +152,10 @@ func testDesiredCache(t *testing.T, inOrder bool) {
 	for range 30 {
 		m.svcs = append(m.svcs, m.newService())
 	}
-	var c, cs DesiredCache // cs: the same builds with BuildScope
+	var c, cs, ce DesiredCache // cs: the same builds with BuildScope; ce: with BuildScopeEdited when the config tells its edits
 	var prev []VirtualService
-	reused, stubs, partials := 0, 0, 0
+	var prevCfg *config.Config
+	reused, stubs, partials, told := 0, 0, 0, 0
 	for step := range 1500 {
 		what := "start"
 		if step > 0 {
@@ -195,6 +196,20 @@ func testDesiredCache(t *testing.T, inOrder bool) {
 		if !reflect.DeepEqual(part, wantPart) {
 			t.Fatalf("step %d (%s): BuildScope (partial %v)\n%+v\nwant\n%+v", step, what, partial, part, wantPart)
 		}
+		// BuildScopeEdited: exactly what BuildScope returns.
+		var partE []VirtualService
+		var changedE map[netip.Addr]bool
+		var partialE bool
+		if edited, ok := cfg.Edits(prevCfg); ok {
+			told++
+			partE, changedE, partialE = ce.BuildScopeEdited(cfg.Services, edited, m.health, m.healthGen, m.isDrained, m.drainGen, need, full)
+		} else {
+			partE, changedE, partialE = ce.BuildScope(cfg.Services, m.health, m.healthGen, m.isDrained, m.drainGen, need, full)
+		}
+		if !reflect.DeepEqual(partE, part) || !reflect.DeepEqual(changedE, changedS) || partialE != partial || !reflect.DeepEqual(ce.Health(), wantH) {
+			t.Fatalf("step %d (%s): BuildScopeEdited (partial %v) changed %v\n%+v\nwant (partial %v) changed %v\n%+v", step, what, partialE, changedE, partE, partial, changedS, part)
+		}
+		prevCfg = cfg
 		for i := range got {
 			a := want[i].Key.Addr
 			if full || changed == nil || changed[a] || need[a] {
@@ -241,7 +256,51 @@ func testDesiredCache(t *testing.T, inOrder bool) {
 		}
 		prev = want
 	}
-	if reused < 1000 || stubs < 10000 || partials < 1000 {
-		t.Fatalf("only %d of 1500 builds left a VIP out of the change, %d stubs, %d partial builds", reused, stubs, partials)
+	if reused < 1000 || stubs < 10000 || partials < 1000 || told < 500 || ce.quick < 300 {
+		t.Fatalf("only %d of 1500 builds left a VIP out of the change, %d stubs, %d partial builds, %d configs told their edits, %d quick builds", reused, stubs, partials, told, ce.quick)
+	}
+}
+
+// TestBuildScopeEditedOrder: an edit in place that moves a service out of key order is seen
+// (the next edited build must not look services up by key as if they were in order).
+func TestBuildScopeEditedOrder(t *testing.T) {
+	svc := func(name, vip string, port int, rs string) string {
+		return fmt.Sprintf("  - {name: %s, vip: %s, port: %d, real_servers: [{address: %s, port: 80}]}\n", name, vip, port, rs)
+	}
+	files := []string{
+		// in key order
+		svc("a", "10.0.0.1", 80, "10.1.0.1") + svc("b", "10.0.0.2", 80, "10.1.0.2") + svc("c", "10.0.0.3", 80, "10.1.0.3") + svc("d", "10.0.0.4", 80, "10.1.0.4"),
+		// a moves to the end of the key order, in place
+		svc("a", "10.0.0.9", 80, "10.1.0.1") + svc("b", "10.0.0.2", 80, "10.1.0.2") + svc("c", "10.0.0.3", 80, "10.1.0.3") + svc("d", "10.0.0.4", 80, "10.1.0.4"),
+		// then d gets another real server: its VIP must be found though the order is broken
+		svc("a", "10.0.0.9", 80, "10.1.0.1") + svc("b", "10.0.0.2", 80, "10.1.0.2") + svc("c", "10.0.0.3", 80, "10.1.0.3") + svc("d", "10.0.0.4", 80, "10.1.0.5"),
+		// and a again
+		svc("a", "10.0.0.9", 80, "10.1.0.7") + svc("b", "10.0.0.2", 80, "10.1.0.2") + svc("c", "10.0.0.3", 80, "10.1.0.3") + svc("d", "10.0.0.4", 80, "10.1.0.5"),
+	}
+	up := func(string, netip.AddrPort) bool { return true }
+	no := func(string, netip.AddrPort) bool { return false }
+	var cs, ce DesiredCache
+	var prev *config.Config
+	for step, f := range files {
+		cfg, err := config.Parse("t.yaml", []byte("services:\n"+f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantChanged, wantPartial := cs.BuildScope(cfg.Services, up, 0, no, 0, nil, false)
+		edited, ok := cfg.Edits(prev)
+		if step > 0 && !ok {
+			t.Fatalf("step %d: the config does not tell its edits", step)
+		}
+		got, changed, partial := ce.BuildScopeEdited(cfg.Services, edited, up, 0, no, 0, nil, false)
+		if step > 0 && (!partial || len(got) == 0) {
+			t.Fatalf("step %d: partial %v, %d services", step, partial, len(got))
+		}
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(changed, wantChanged) || partial != wantPartial {
+			t.Fatalf("step %d: BuildScopeEdited %v %v\n%+v\nwant %v %v\n%+v", step, partial, changed, got, wantPartial, wantChanged, want)
+		}
+		prev = cfg
+	}
+	if ce.quick != len(files)-1 {
+		t.Fatalf("%d quick builds, want %d", ce.quick, len(files)-1)
 	}
 }
