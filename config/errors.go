@@ -58,6 +58,9 @@ type validator struct {
 	known []bool
 	// uniqueChecked: the caller checked that names and virtual services are unique.
 	uniqueChecked bool
+	// knownNoBGP: the known services have no bgp section of their own (they passed the last
+	// parse without a top-level one).
+	knownNoBGP bool
 }
 
 func newValidator(file string) *validator {

@@ -59,10 +59,13 @@ api: {socket: /run/x.sock}
 			if !sameConfig(got, want) {
 				t.Errorf("piecewise:\n%+v\nwhole:\n%+v", got, want)
 			}
-			// Again, from the cache.
+			// Again, from the cache: the other sections too (shared, not decoded again).
 			again, ok := parseSplit("f.yaml", []byte(text))
 			if !ok || !sameConfig(again, want) {
 				t.Errorf("from the cache: ok %v\n%+v", ok, again)
+			}
+			if again.BGP != got.BGP || again.Cluster != got.Cluster || again.Kubernetes != got.Kubernetes {
+				t.Error("from the cache: the other sections were decoded again")
 			}
 		})
 	}
@@ -181,6 +184,30 @@ func withoutRevisions(c *Config) *Config {
 		out.Services[i] = c.Services[i].WithoutRevision()
 	}
 	return &out
+}
+
+// TestServiceBGPNeedsTheSection: a service's route attributes need the top-level bgp section,
+// also when the service is taken unchanged from the last parse and the section is gone, and
+// when a new service brings them to a file that never had the section.
+func TestServiceBGPNeedsTheSection(t *testing.T) {
+	itemCache.set(nil, "")
+	section := "bgp: {asn: 65001, router_id: 192.0.2.1, neighbors: [{address: 192.0.2.254, asn: 65000}]}\n"
+	items := "services:\n  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1}]}\n" +
+		"  - {name: b, vip: 10.9.0.1, port: 81, bgp: {local_pref: 200}, real_servers: [{address: 10.1.0.2}]}\n"
+	want := "f.yaml:3: services[1].bgp: route attributes need the top-level bgp section"
+	for _, step := range []struct {
+		what, text, err string
+	}{
+		{"with the section", section + items, ""},
+		{"the section removed, the service unchanged", items, want},
+		{"without any route attributes", "services:\n  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1}]}\n  - {name: b, vip: 10.9.0.1, port: 81, real_servers: [{address: 10.1.0.2}]}\n", ""},
+		{"a service brings them", items, want},
+	} {
+		_, err := Parse("f.yaml", []byte(step.text))
+		if got := fmt.Sprint(err); step.err == "" && err != nil || step.err != "" && got != step.err {
+			t.Fatalf("%s: error %v, want %q", step.what, err, step.err)
+		}
+	}
 }
 
 // TestEdits: a reload that changed services in place names them (and only them) relative to
