@@ -384,7 +384,8 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 	if r.known != nil {
 		r.known.reserve(p.Ops, results)
 	}
-	for i, op := range p.Ops {
+	for i := range p.Ops {
+		op := &p.Ops[i] // (not a copy: 300 bytes each, 111,000 at a cold start)
 		if err := results[i]; err != nil {
 			r.known = nil // the kernel's state is uncertain: read it whole next time
 			r.opsApplied.WithLabelValues(op.Kind.String(), "error").Inc()
@@ -393,14 +394,12 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 			continue
 		}
 		counts[op.Kind]++
-		if r.known != nil {
-			r.known.apply(&op)
-		}
 		if verbose {
 			r.log.Info("applied", "op", op.String())
 		}
 	}
-	if r.known != nil {
+	if r.known != nil { // (every operation succeeded)
+		r.known.applyOps(p.Ops)
 		r.known.trim()
 	}
 	if err := r.syncFullNAT(desired, scope, partial); err != nil {
@@ -658,28 +657,53 @@ func (t *knownTable) inScope(scope map[netip.Addr]bool) []VirtualService {
 // copy them again in trim.
 func (t *knownTable) reserve(ops []Op, results []error) {
 	var adds map[ServiceKey]int
-	newServices := 0
+	newServices, newVIPs := 0, 0
+	var run struct { // consecutive additions to one service, counted in adds at once
+		key ServiceKey
+		n   int
+	}
+	flush := func() {
+		if run.n > 0 {
+			if adds == nil {
+				adds = map[ServiceKey]int{}
+			}
+			adds[run.key] += run.n
+			run.n = 0
+		}
+	}
+	var lastVIP netip.Addr
 	for i := range ops {
 		if results[i] != nil {
 			continue
 		}
-		switch ops[i].Kind {
+		switch k := &ops[i].Service.Key; ops[i].Kind {
 		case OpAddDest:
-			if adds == nil {
-				adds = map[ServiceKey]int{}
+			if run.n > 0 && run.key != *k {
+				flush()
 			}
-			adds[ops[i].Service.Key]++
+			run.key = *k
+			run.n++
 		case OpAddService:
 			newServices++
+			if k.Addr != lastVIP { // (about the VIPs: a plan adds services in key order)
+				newVIPs++
+				lastVIP = k.Addr
+			}
 		}
 	}
-	if newServices > len(t.list) { // a cold start: grow the list and its index once
+	flush()
+	if newServices > len(t.list) { // a cold start: grow the list and its indexes once
 		t.list = slices.Grow(t.list, newServices)
 		idx := make(map[ServiceKey]int, len(t.idx)+newServices)
 		for k, i := range t.idx {
 			idx[k] = i
 		}
 		t.idx = idx
+		byVIP := make(map[netip.Addr][]ServiceKey, len(t.byVIP)+newVIPs)
+		for a, keys := range t.byVIP {
+			byVIP[a] = keys
+		}
+		t.byVIP = byVIP
 	}
 	for k, n := range adds {
 		if i, ok := t.idx[k]; ok {
@@ -755,6 +779,53 @@ func (t *knownTable) set(k ServiceKey, vs VirtualService, found bool) {
 			}
 		}
 	}
+}
+
+// applyOps records the successful operations of a plan, in order (apply). A run of real
+// servers added to one service (a cold start adds 100,000, ten per service) is appended at
+// once: one operation at a time took 0.2-0.5 s of a cold start at 10,000 services in the lab VM.
+func (t *knownTable) applyOps(ops []Op) {
+	for i := 0; i < len(ops); {
+		if ops[i].Kind != OpAddDest {
+			t.apply(&ops[i])
+			i++
+			continue
+		}
+		k := ops[i].Service.Key
+		j := i + 1
+		for j < len(ops) && ops[j].Kind == OpAddDest && ops[j].Service.Key == k {
+			j++
+		}
+		t.addDests(k, ops[i:j])
+		i = j
+	}
+}
+
+// addDests records real servers added to service k (apply of each op, at once).
+func (t *knownTable) addDests(k ServiceKey, ops []Op) {
+	var i int
+	var ok bool
+	if t.last.ok && t.last.key == k {
+		i, ok = t.last.i, true
+	} else {
+		i, ok = t.idx[k]
+	}
+	t.last.ok = false
+	if !ok {
+		return
+	}
+	s := &t.list[i]
+	if len(s.Dests)+len(ops) > cap(s.Dests) { // append reallocates, leaving room unused
+		if t.grown == nil {
+			t.grown = map[int]bool{}
+		}
+		t.grown[i] = true
+	}
+	for j := range ops {
+		d := &ops[j].Dest
+		s.Dests = append(s.Dests, Dest{Addr: d.Addr, Weight: d.Weight, Fwd: d.Fwd & FwdMask})
+	}
+	t.last.key, t.last.i, t.last.ok = k, i, true
 }
 
 // apply records a successful IPVS operation.
