@@ -76,6 +76,16 @@ type Daemon struct {
 	reloads    *prometheus.CounterVec
 }
 
+// PrepareKernel starts, in the background, what the first sync needs from the kernel and
+// takes long while needing nothing else: the director's dummy interface
+// (director.Reconciler.PrepareLink). Call it right after New when the daemon is to run (not for
+// a plan, which must change nothing); the first sync waits for it.
+func (d *Daemon) PrepareKernel() {
+	if len(d.Config().Services) > 0 {
+		d.rec.PrepareLink()
+	}
+}
+
 // Health is the health checker as the daemon uses it.
 type Health interface {
 	// Update starts, keeps or stops the checks of the configured services. serving tells

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,5 +353,43 @@ func TestReconcilerScopedNeedsWhole(t *testing.T) {
 	p, err := r.SyncChanged([]VirtualService{web, api})
 	if err != nil || len(p.Ops) != 1 || r.Last().Err != "" {
 		t.Fatalf("whole: %v %v, last %+v", opStrings(p.Ops), err, r.Last())
+	}
+}
+
+// slowLinkKernel creates its interface slowly and notes whether two creations overlapped.
+type slowLinkKernel struct {
+	*FakeKernel
+	inFlight, overlapped, calls atomic.Int32
+}
+
+func (k *slowLinkKernel) EnsureLink(name string) error {
+	k.calls.Add(1)
+	if k.inFlight.Add(1) > 1 {
+		k.overlapped.Store(1)
+	}
+	defer k.inFlight.Add(-1)
+	time.Sleep(50 * time.Millisecond)
+	return k.FakeKernel.EnsureLink(name)
+}
+
+// TestPrepareLink: the interface is created in the background, and the first sync waits for it
+// (its own EnsureLink does not run alongside) before it adds the VIPs.
+func TestPrepareLink(t *testing.T) {
+	k := &slowLinkKernel{FakeKernel: NewFakeKernel()}
+	r := NewReconciler(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k, Settings{Interface: "lvs0"}, nil)
+	r.PrepareLink()
+	r.PrepareLink() // (once)
+	desired := []VirtualService{svc(vip1, 80, "wrr", rs("10.0.1.11:8080", 1))}
+	if p := mustSync(t, r, desired); len(p.Ops) != 3 {
+		t.Fatalf("first sync: %v", opStrings(p.Ops))
+	}
+	if k.overlapped.Load() != 0 {
+		t.Fatal("the sync's EnsureLink ran alongside the background one")
+	}
+	if n := k.calls.Load(); n != 2 {
+		t.Fatalf("%d EnsureLink calls, want 2 (the background one and the sync's)", n)
+	}
+	if k.Calls[0] != "add-link lvs0" {
+		t.Fatalf("calls %v: the interface first", k.Calls)
 	}
 }

@@ -62,6 +62,7 @@ func runDirector(ctx context.Context, path, level, format string, errOut io.Writ
 	if err != nil {
 		return describeConfigError(errOut, err)
 	}
+	d.PrepareKernel() // (while the rest is set up)
 	d.SetWatchdog(watchdogInterval())
 	reg.MustRegister(runtimeCollectors()...)
 	cfg := d.Config()
