@@ -161,8 +161,9 @@ How each figure is taken:
 
 - **Cold start**: from starting the program until the kernel holds the complete table. The test
   reads the last service over netlink (one dump of that service, about 1 ms; running
-  \`ipvsadm -Ln -t\` instead would take tens of ms of the one vCPU the daemon needs) every 100 ms
-  (all three program the services in that order) and then checks the whole table in
+  \`ipvsadm -Ln -t\` instead would take tens of ms of the one vCPU the daemon needs) every 20 ms,
+  and at once whenever the daemon writes to its log (both daemons; all three program the services
+  in that order), and then checks the whole table in
   \`/proc/net/ip_vs\` (service and real server counts); for \`ipvsadm -R\` it is the run time of
   \`ipvsadm -R < rules\`, checked the same way.
   lvs-director also puts every VIP on its dummy interface (keepalived without VRRP adds no
@@ -176,7 +177,8 @@ How each figure is taken:
 - **Incremental change**: one real server added to one service at the largest size, at each of
   5 reloads (\`LAB_BENCH_RELOADS\`), 3 s apart.
   The config file is replaced and SIGHUP sent; the time runs from SIGHUP until the service, read
-  over netlink every 10 ms, shows the new real server. (lvs-director's config path is a symlink to a
+  over netlink every 10 ms and at once whenever the daemon writes to its log, shows the new real
+  server. (lvs-director's config path is a symlink to a
   file in another directory, so its file watch stays quiet and only SIGHUP reloads it.) The
   operations are the \`sync applied ops=N\` lines lvs-director logged for the reload.
   The table shows the median of the reloads and each of them (the first after the start pays
