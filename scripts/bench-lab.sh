@@ -9,8 +9,9 @@
 #
 # Environment:
 #   LAB_BENCH_SIZES  services per run, comma separated (default 1000,10000), 10 real servers each
-#   LAB_BENCH_REPS   repetitions of each cold start per size, median reported (default 3,1:
-#                    three at 1,000 services, one at 10,000, which takes minutes per run)
+#   LAB_BENCH_REPS   repetitions of each cold start per size, median reported (default 3; e.g.
+#                    3,1: three at 1,000 services, one at 10,000). Each repetition runs every
+#                    program once, one after the other (the host's load drifts over minutes)
 #   LAB_MEM          VM memory in MB (default 2048: 10,000 services need more than 1024)
 #   LAB_TIMEOUT      VM time limit (default 90m)
 #   LAB_CLUSTER_RUNS failover runs per daemon (kill -9 for both, graceful stop for keepalived;
@@ -28,7 +29,7 @@ for f in "$bin/labexec" "$bin/vm/lvs-director"; do
 done
 export LAB_BENCH=1 LAB_MEM=${LAB_MEM:-2048} LAB_TIMEOUT=${LAB_TIMEOUT:-90m}
 export LAB_BIN_DIR=${LAB_BIN_DIR:-$bin/vm}
-export LAB_BENCH_SIZES=${LAB_BENCH_SIZES:-1000,10000} LAB_BENCH_REPS=${LAB_BENCH_REPS:-3,1}
+export LAB_BENCH_SIZES=${LAB_BENCH_SIZES:-1000,10000} LAB_BENCH_REPS=${LAB_BENCH_REPS:-3}
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
