@@ -274,7 +274,8 @@ func TestKnownTableReservesRoom(t *testing.T) {
 }
 
 // TestKnownTableApplyOps: recording a plan's operations at once (applyOps, runs of added real
-// servers appended together) leaves the table exactly as recording them one by one (apply),
+// servers appended together) leaves the table exactly as recording them one by one (apply, and
+// addDestOneByOne for the added real servers),
 // and reserve (which counts runs of additions) makes the same room as counting each one.
 func TestKnownTableApplyOps(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
@@ -324,7 +325,11 @@ func TestKnownTableApplyOps(t *testing.T) {
 		all.reserve(ops, results)
 		room := maps.Clone(all.room)
 		for i := range ops {
-			one.apply(&ops[i])
+			if ops[i].Kind == OpAddDest {
+				addDestOneByOne(one, &ops[i])
+			} else {
+				one.apply(&ops[i])
+			}
 		}
 		all.applyOps(ops)
 		if !reflect.DeepEqual(one, all) {
@@ -339,6 +344,26 @@ func TestKnownTableApplyOps(t *testing.T) {
 	if runs < 300 {
 		t.Fatalf("only %d runs of additions", runs)
 	}
+}
+
+// addDestOneByOne records one added real server as the table did before it took runs at
+// once (the reference for applyOps).
+func addDestOneByOne(t *knownTable, op *Op) {
+	k := op.Service.Key
+	i, ok := t.idx[k]
+	t.last.ok = false
+	if !ok {
+		return
+	}
+	s := &t.list[i]
+	if len(s.Dests) == cap(s.Dests) { // append reallocates, leaving room unused
+		if t.grown == nil {
+			t.grown = map[int]bool{}
+		}
+		t.grown[i] = true
+	}
+	s.Dests = append(s.Dests, Dest{Addr: op.Dest.Addr, Weight: op.Dest.Weight, Fwd: op.Dest.Fwd & FwdMask})
+	t.last.key, t.last.i, t.last.ok = k, i, true
 }
 
 // roomByCounting counts the real servers added to each service, one operation at a time.

@@ -826,7 +826,7 @@ func (t *knownTable) applyOps(ops []Op) {
 	}
 }
 
-// addDests records real servers added to service k (apply of each op, at once).
+// addDests records real servers added to service k, at once.
 func (t *knownTable) addDests(k ServiceKey, ops []Op) {
 	var i int
 	var ok bool
@@ -855,6 +855,10 @@ func (t *knownTable) addDests(k ServiceKey, ops []Op) {
 
 // apply records a successful IPVS operation.
 func (t *knownTable) apply(op *Op) {
+	if op.Kind == OpAddDest {
+		t.addDests(op.Service.Key, []Op{*op})
+		return
+	}
 	k := op.Service.Key
 	var i int
 	var ok bool
@@ -864,7 +868,7 @@ func (t *knownTable) apply(op *Op) {
 		i, ok = t.idx[k]
 	}
 	t.last.ok = false // (set may move services around)
-	if ok && (op.Kind == OpAddDest || op.Kind == OpUpdateDest || op.Kind == OpDelDest) {
+	if ok && (op.Kind == OpUpdateDest || op.Kind == OpDelDest) {
 		defer func() { t.last.key, t.last.i, t.last.ok = k, i, true }()
 	}
 	switch op.Kind {
@@ -889,17 +893,6 @@ func (t *knownTable) apply(op *Op) {
 		}
 	case OpDelService:
 		t.set(k, VirtualService{}, false)
-	case OpAddDest:
-		if ok {
-			s := &t.list[i]
-			if len(s.Dests) == cap(s.Dests) { // append reallocates, leaving room unused
-				if t.grown == nil {
-					t.grown = map[int]bool{}
-				}
-				t.grown[i] = true
-			}
-			s.Dests = append(s.Dests, Dest{Addr: op.Dest.Addr, Weight: op.Dest.Weight, Fwd: op.Dest.Fwd & FwdMask})
-		}
 	case OpUpdateDest:
 		if ok {
 			if d, found := t.list[i].dest(op.Dest.Addr); found {
