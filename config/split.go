@@ -218,7 +218,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	inPlace := prev != nil && len(prev.hashes) == len(items) && edited <= maxEditedInPlace
 	var editedAt []int // (in place: where the items are not the last parse's)
 	if inPlace {
-		copy(services, prev.services) // one move (the edited ones are replaced below)
+		copy(services, prev.cfg.Services) // one move (the edited ones are replaced below)
 		editedAt = make([]int, 0, edited)
 	}
 	for i, it := range items {
@@ -319,7 +319,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 	if inPlace {
 		cfg.base, cfg.edited = prev.cfg.id, editedAt
 	}
-	itemCache.set(&parsedItems{hashes: hashes, services: cfg.Services, cfg: cfg, head: bytes.Clone(head)}, excl) // (the earlier Config is left to the GC)
+	itemCache.set(&parsedItems{hashes: hashes, cfg: cfg, head: bytes.Clone(head)}, excl) // (the earlier Config is left to the GC)
 	return cfg, true
 }
 
@@ -425,12 +425,11 @@ type serviceCache struct {
 // then (10,000 map insertions are a good part of a reload where hashing is slow, as in an
 // emulated VM without AES instructions).
 type parsedItems struct {
-	hashes   []itemHash
-	services []Service // cfg's services, read-only
-	cfg      *Config   // the Config parsed
-	head     []byte    // its text without the services' items (splitServices)
-	index    sync.Once // builds byHash (parses may run at once)
-	byHash   map[itemHash]int
+	hashes []itemHash
+	cfg    *Config   // the Config parsed (read-only, its services in file order)
+	head   []byte    // its text without the services' items (splitServices)
+	index  sync.Once // builds byHash (parses may run at once)
+	byHash map[itemHash]int
 }
 
 // find returns the service of the item with hash h, expected at position i, and where it was;
@@ -440,7 +439,7 @@ func (p *parsedItems) find(i int, h itemHash, search bool) (*Service, int) {
 		return nil, -1
 	}
 	if i < len(p.hashes) && p.hashes[i] == h {
-		return &p.services[i], i
+		return &p.cfg.Services[i], i
 	}
 	if !search {
 		return nil, -1
@@ -452,7 +451,7 @@ func (p *parsedItems) find(i int, h itemHash, search bool) (*Service, int) {
 		}
 	})
 	if j, ok := p.byHash[h]; ok {
-		return &p.services[j], j
+		return &p.cfg.Services[j], j
 	}
 	return nil, -1
 }
