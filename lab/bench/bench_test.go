@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,10 +160,16 @@ func startDaemon(t testing.TB, ns *e2e.NS, logFile string, args ...string) *proc
 	return d
 }
 
-// pollTicks paces a poll of the kernel: a tick at least every interval, and one at once
-// whenever the daemon writes to its log (a line may follow a change of the kernel: the poll
-// then looks at once instead of up to interval later, and polls no more often than that on its
-// own, to leave the one vCPU to the daemons). Both daemons get the same pacing.
+// pollTicks paces a poll of the kernel: a tick whenever the daemon writes to its log (a line
+// may follow a change of the kernel: the poll then looks at once), but never sooner than
+// pollGap after the last one, and a tick every interval when the log is silent. Both daemons
+// get the same pacing.
+//
+// Each poll costs the one vCPU 2-4 ms (the bench's wake-up, two netlink requests, the answer's
+// parse) that the daemon being measured does not get: with a tick every 10 ms, the polls took
+// 8-63 ms of reloads that took 44-167 ms in the lab VM (and at that cost, a cold start polled
+// every 20 ms gave a tenth to a fifth of the vCPU away). So the timer is slow (coldPoll,
+// reloadPoll) and the log makes the poll prompt.
 func (d *proc) pollTicks(t testing.TB, interval time.Duration) (tick <-chan struct{}, stop func()) {
 	t.Helper()
 	w, err := fsnotify.NewWatcher()
@@ -173,28 +181,48 @@ func (d *proc) pollTicks(t testing.TB, interval time.Duration) (tick <-chan stru
 	}
 	ch := make(chan struct{}, 1)
 	done := make(chan struct{})
-	send := func() {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
 	go func() {
-		timer := time.NewTicker(interval)
-		defer timer.Stop()
+		every := time.NewTicker(interval)
+		defer every.Stop()
+		var last time.Time
+		var gap <-chan time.Time // a logged line within pollGap of the last tick: tick at its end
+		send := func() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+			last, gap = time.Now(), nil
+		}
 		for {
 			select {
 			case <-done:
 				return
 			case <-w.Events:
+				if wait := pollGap - time.Since(last); wait > 0 {
+					if gap == nil {
+						gap = time.After(wait)
+					}
+					continue
+				}
+				send()
+			case <-gap:
 				send()
 			case <-w.Errors:
-			case <-timer.C:
+			case <-every.C:
 				send()
 			}
 		}
 	}()
 	return ch, func() { close(done); w.Close() }
+}
+
+// quietGC collects the bench's own garbage and holds its collector until the returned func
+// is called: around each timed part, so that the bench does not collect (on the one vCPU) the
+// configs and operations it has just generated while a program is being measured.
+func quietGC() (resume func()) {
+	runtime.GC()
+	old := debug.SetGCPercent(-1)
+	return func() { debug.SetGCPercent(old) }
 }
 
 func (d *proc) exited() bool {
@@ -374,8 +402,9 @@ func waitComplete(t testing.TB, ns *e2e.NS, k *director.LinuxKernel, r ruleSet, 
 // of a reload (pollTicks). The table of a cold start is polled by reading its last service
 // (about a millisecond under emulation).
 const (
-	coldPoll   = 20 * time.Millisecond
-	reloadPoll = 10 * time.Millisecond
+	coldPoll   = 50 * time.Millisecond
+	reloadPoll = 50 * time.Millisecond
+	pollGap    = 10 * time.Millisecond // (the quickest polls follow each other)
 )
 
 // settle waits until the (single) CPU is idle, so that the kernel's cleanup of the previous
@@ -713,12 +742,14 @@ func TestBenchLab(t *testing.T) {
 		// ipvsadm --restore: the floor.
 		restore := func() {
 			ns := newNS("restore")
+			resume := quietGC()
 			start := time.Now()
 			out, err := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", "ipvsadm -R < "+rules).CombinedOutput()
 			if err != nil {
 				t.Fatalf("ipvsadm -R: %v %s", err, out)
 			}
 			took := time.Since(start)
+			resume()
 			if s, d := tableCount(t, ns); s != n || d != n*realServersPerService {
 				t.Fatalf("ipvsadm -R: table has %d services, %d real servers", s, d)
 			}
@@ -741,6 +772,7 @@ func TestBenchLab(t *testing.T) {
 			k := kernelIn(t, ns)
 			ddir := t.TempDir()
 			cfg := symlinkedConfig(t, ddir, r.lvsConfig(ddir, nil))
+			resume := quietGC()
 			start := time.Now()
 			d := startDaemon(t, ns, filepath.Join(ddir, "log"), "lvs-director", "run", "--config", cfg)
 			tick, stopTicks := d.pollTicks(t, coldPoll)
@@ -751,6 +783,7 @@ func TestBenchLab(t *testing.T) {
 				return nil
 			})
 			stopTicks()
+			resume()
 			f.cold[n]["lvs-director"] = append(f.cold[n]["lvs-director"], took)
 			if rep == reps-1 { // where the time went: the first sync's own duration
 				for _, line := range logLines(t, d.log, 0, `msg="sync applied"`) {
@@ -777,6 +810,7 @@ func TestBenchLab(t *testing.T) {
 			kdir := t.TempDir()
 			conf := filepath.Join(kdir, "keepalived.conf")
 			writeFile(t, conf, r.keepalivedConfig(nil))
+			resume := quietGC()
 			start := time.Now()
 			d := startDaemon(t, ns, filepath.Join(kdir, "log"), "keepalived", "-l", "-G", "-n", "-C", "-f", conf,
 				"-p", filepath.Join(kdir, "k.pid"), "-c", filepath.Join(kdir, "c.pid"), "-r", filepath.Join(kdir, "v.pid"))
@@ -788,6 +822,7 @@ func TestBenchLab(t *testing.T) {
 				return nil
 			})
 			stopTicks()
+			resume()
 			f.cold[n]["keepalived"] = append(f.cold[n]["keepalived"], took)
 			if largest && rep == reps-1 {
 				incremental(t, f, r, ns, k, d, conf, kdir, "keepalived")
@@ -856,6 +891,7 @@ func clientRun(t *testing.T, ns *e2e.NS, r ruleSet, perOp bool) (apply, read tim
 		t.Fatal(err)
 	}
 	defer k.Close()
+	resume := quietGC()
 	start := time.Now()
 	failed := 0
 	if perOp {
@@ -878,6 +914,7 @@ func clientRun(t *testing.T, ns *e2e.NS, r ruleSet, perOp bool) (apply, read tim
 		}
 	}
 	apply = time.Since(start)
+	resume()
 	if failed > 0 {
 		t.Fatalf("%d of %d ops failed", failed, len(ops))
 	}
@@ -931,6 +968,7 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 		case <-tick: // (a stale one)
 		default:
 		}
+		resume := quietGC()
 		start := time.Now()
 		d.signal(syscall.SIGHUP)
 		for !hasRS(k, r, target, 0, r.extraRS(m)) {
@@ -943,6 +981,7 @@ func incremental(t *testing.T, f *figures, r ruleSet, ns *e2e.NS, k *director.Li
 			<-tick
 		}
 		f.reload[who] = append(f.reload[who], time.Since(start))
+		resume()
 		time.Sleep(3 * time.Second)
 		if who == "lvs-director" {
 			f.ops = append(f.ops, opsLogged(t, d.log, before))
