@@ -179,40 +179,60 @@ func gcPercent() uint64 {
 // TestRunHoldsGCDuringFirstSync: Run's first sync (which reads the whole table) runs with the
 // collector held, and the setting is back when Run reports ready.
 func TestRunHoldsGCDuringFirstSync(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	dir := t.TempDir()
-	path := filepath.Join(dir, "director.yaml")
-	write(t, path, strings.ReplaceAll(baseConfig, "%SOCK%", filepath.Join(dir, "api.sock")))
-	k := &gcKernel{FakeKernel: director.NewFakeKernel()}
-	ready := make(chan uint64, 1)
-	notify := func(s string) {
-		if s == "READY=1" {
-			select {
-			case ready <- gcPercent():
-			default:
+	for _, tc := range []struct {
+		name      string
+		startHold bool // a hold taken before New (HoldGCForStart), handed to Run
+	}{{"Run's own hold", false}, {"a hold from before New", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer debug.SetGCPercent(debug.SetGCPercent(100))
+			dir := t.TempDir()
+			path := filepath.Join(dir, "director.yaml")
+			write(t, path, strings.ReplaceAll(baseConfig, "%SOCK%", filepath.Join(dir, "api.sock")))
+			k := &gcKernel{FakeKernel: director.NewFakeKernel()}
+			ready := make(chan uint64, 1)
+			notify := func(s string) {
+				if s == "READY=1" {
+					select {
+					case ready <- gcPercent():
+					default:
+					}
+				}
 			}
-		}
-	}
-	d, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k, path, notify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- d.Run(ctx, nil) }()
-	after := <-ready
-	cancel()
-	<-done
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if len(k.percents) == 0 || k.percents[0] != math.MaxInt32 {
-		t.Fatalf("GC percent during the first sync's dump: %v, want %d", k.percents, math.MaxInt32)
-	}
-	if after != 100 {
-		t.Fatalf("GC percent when ready: %d, want 100", after)
-	}
-	if len(kernelDests(t, k.FakeKernel)) == 0 {
-		t.Fatal("the first sync programmed nothing")
+			var held func()
+			if tc.startHold {
+				held = HoldGCForStart()
+				if p := gcPercent(); p != math.MaxInt32 {
+					t.Fatalf("GC percent after HoldGCForStart: %d, want %d", p, math.MaxInt32)
+				}
+			}
+			d, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), k, path, notify)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if held != nil {
+				if p := gcPercent(); p != math.MaxInt32 {
+					t.Fatalf("GC percent after New: %d, want the hold's %d", p, math.MaxInt32)
+				}
+				d.SetStartGCHold(held)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- d.Run(ctx, nil) }()
+			after := <-ready
+			cancel()
+			<-done
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if len(k.percents) == 0 || k.percents[0] != math.MaxInt32 {
+				t.Fatalf("GC percent during the first sync's dump: %v, want %d", k.percents, math.MaxInt32)
+			}
+			if after != 100 {
+				t.Fatalf("GC percent when ready: %d, want 100", after)
+			}
+			if len(kernelDests(t, k.FakeKernel)) == 0 {
+				t.Fatal("the first sync programmed nothing")
+			}
+		})
 	}
 }
 

@@ -58,10 +58,13 @@ func runDirector(ctx context.Context, path, level, format string, errOut io.Writ
 	}
 	defer k.Close()
 	reg := prometheus.NewRegistry()
+	held := daemon.HoldGCForStart() // (loading a large config is not collected either)
 	d, err := daemon.New(log, reg, k, path, systemdNotifier(log))
 	if err != nil {
+		held()
 		return describeConfigError(errOut, err)
 	}
+	d.SetStartGCHold(held)
 	d.PrepareKernel() // (while the rest is set up)
 	d.SetWatchdog(watchdogInterval())
 	reg.MustRegister(runtimeCollectors()...)
