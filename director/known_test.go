@@ -230,13 +230,10 @@ func TestColdPlanLayout(t *testing.T) {
 	desired[7].Dests[1].Absent = true
 	in := PlanInput{Desired: desired, Now: t0}
 	p := MakePlan(in)
-	var b opBuckets
-	for _, op := range p.Ops {
-		b.add(op)
+	if len(p.Ops) != 100*5-1 {
+		t.Errorf("%d ops, want %d", len(p.Ops), 100*5-1)
 	}
-	if !reflect.DeepEqual(p.Ops, b.flatten()) || len(p.Ops) != 100*5-1 {
-		t.Errorf("%d ops, not in the order of their kinds", len(p.Ops))
-	}
+	assertPlanOrder(t, p.Ops)
 	// With some services already there, and a VIP to delete, the buckets are copied.
 	in.Observed = []VirtualService{desired[3], svc(vip1, 80, "rr")}
 	in.VIPs = []netip.Addr{vip1}
@@ -244,12 +241,41 @@ func TestColdPlanLayout(t *testing.T) {
 	if n := p.Count(); n[OpDelService] != 1 || n[OpDelVIP] != 1 || n[OpAddService] != 99 || n[OpAddDest] != 99*3-1 {
 		t.Errorf("counts %v", n)
 	}
-	b = opBuckets{}
-	for _, op := range p.Ops {
-		b.add(op)
+	assertPlanOrder(t, p.Ops)
+	// A real server added to a service already there waits for the new services.
+	in.Observed = []VirtualService{desired[3]}
+	in.Observed[0].Dests = in.Observed[0].Dests[:1]
+	in.VIPs = nil
+	p = MakePlan(in)
+	assertPlanOrder(t, p.Ops)
+	if last := p.Ops[len(p.Ops)-1]; last.Kind != OpAddDest || last.Service.Key != desired[3].Key {
+		t.Errorf("last op %s, want a real server of %s", last, desired[3].Key)
 	}
-	if !reflect.DeepEqual(p.Ops, b.flatten()) {
-		t.Error("ops not in the order of their kinds")
+}
+
+// assertPlanOrder checks the order of a plan's operations: by kind (the order of OpKind), except
+// that the real servers of a service the plan adds follow that service at once.
+func assertPlanOrder(t *testing.T, ops []Op) {
+	t.Helper()
+	added := map[ServiceKey]bool{}
+	var b opBuckets
+	var last ServiceKey // the service added last
+	for i, op := range ops {
+		k := op.Kind
+		switch {
+		case op.Kind == OpAddService:
+			added[op.Service.Key] = true
+			last = op.Service.Key
+		case op.Kind == OpAddDest && added[op.Service.Key]:
+			if op.Service.Key != last {
+				t.Fatalf("op %d (%s) is not right after its service", i, op)
+			}
+			k = OpAddService
+		}
+		b[k] = append(b[k], op)
+	}
+	if !reflect.DeepEqual(ops, b.flatten()) {
+		t.Errorf("%d ops, not in the order of their kinds", len(ops))
 	}
 }
 
