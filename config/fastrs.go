@@ -224,21 +224,30 @@ func decimal(tok []byte, max int) (int, bool) {
 //   - {name: s1, vip: 10.200.0.1, port: 8000, scheduler: wrr, real_servers: [{address: 10.1.0.1, port: 8080}]}
 //
 // ok is false for anything else (yaml.v3 then decodes the item).
+//
+// Every byte it takes is a literal of that grammar or in a word, address or number it checks:
+// quotes, comments, tags, anchors, aliases, tabs and carriage returns fail it by themselves.
 func fastItem(item []byte) (s Service, ok bool) {
+	ok = fastItemInto(item, &s)
+	return s, ok
+}
+
+// fastItemInto is fastItem reading into *s (a zero Service): a 200-byte Service is not copied
+// back. On failure *s is left partly filled: the caller decodes the item again into it.
+func fastItemInto(item []byte, s *Service) (ok bool) {
 	i := 0
 	for i < len(item) && item[i] == ' ' {
 		i++
 	}
 	line := bytes.TrimRight(item[i:], " \n")
-	if !bytes.HasPrefix(line, []byte("- {")) || line[len(line)-1] != '}' || bytes.IndexByte(line, '\n') >= 0 ||
-		bytes.ContainsAny(line, "\"'#!&*|>%@`\t") {
-		return s, false
+	if !bytes.HasPrefix(line, []byte("- {")) || line[len(line)-1] != '}' || bytes.IndexByte(line, '\n') >= 0 {
+		return false
 	}
 	p := rsParser{b: line[3 : len(line)-1]}
 	var seen [7]bool
 	for first := true; p.i < len(p.b) || first; first = false {
 		if !first && !p.lit(", ") {
-			return s, false
+			return false
 		}
 		key := -1
 		for k, name := range itemKeys {
@@ -248,20 +257,20 @@ func fastItem(item []byte) (s Service, ok bool) {
 			}
 		}
 		if key < 0 || seen[key] {
-			return s, false
+			return false
 		}
 		seen[key] = true
 		if key == 6 { // real_servers
 			if !p.lit("[") {
-				return s, false
+				return false
 			}
 			end := bytes.IndexByte(p.b[p.i:], ']')
 			if end < 0 {
-				return s, false
+				return false
 			}
 			rss, ok := parseRealServerList(p.b[p.i : p.i+end])
 			if !ok {
-				return s, false
+				return false
 			}
 			s.RealServers = rss
 			p.i += end + 1
@@ -271,24 +280,24 @@ func fastItem(item []byte) (s Service, ok bool) {
 		switch key {
 		case 0:
 			if !plainWord(tok) {
-				return s, false
+				return false
 			}
 			s.Name = string(tok)
 		case 1:
 			a, ok := ipv4Token(tok)
 			if !ok {
-				return s, false
+				return false
 			}
 			s.VIP = Addr{a}
 		case 2:
 			v, ok := decimal(tok, 65535)
 			if !ok {
-				return s, false
+				return false
 			}
 			s.Port = uint16(v)
 		case 3, 4, 5:
 			if !plainWord(tok) {
-				return s, false
+				return false
 			}
 			switch key {
 			case 3:
@@ -300,7 +309,7 @@ func fastItem(item []byte) (s Service, ok bool) {
 			}
 		}
 	}
-	return s, true
+	return true
 }
 
 var itemKeys = [7]string{"name: ", "vip: ", "port: ", "protocol: ", "scheduler: ", "failover: ", "real_servers: "}

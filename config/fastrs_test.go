@@ -102,6 +102,16 @@ func TestFastItem(t *testing.T) {
 		{"  - name: s1\n", false}, // block style
 		{"  - {name: s1, vip: 10.200.0.1, port: 8000, real_servers: [{port: 1}]}\n", false}, // no address
 		{"  - {}\n", false},
+		// Nothing but the grammar turns these away (no separate check for the characters):
+		{"  - {name: &a s1, vip: 10.200.0.1, port: 8000}\n", false},                                                   // anchor
+		{"  - {name: *a, vip: 10.200.0.1, port: 8000}\n", false},                                                      // alias
+		{"  - {name: !!str s1, vip: 10.200.0.1, port: 8000}\n", false},                                                // tag
+		{"  - {name: \"s1\", vip: 10.200.0.1, port: 8000}\n", false},                                                  // quotes
+		{"  - {name: s1,\tvip: 10.200.0.1, port: 8000}\n", false},                                                     // tab
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000}\r\n", false},                                                    // carriage return
+		{"  - {name: s1\r, vip: 10.200.0.1, port: 8000}\n", false},                                                    // carriage return
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000, real_servers: [{address: 10.1.0.1, port: 8080}, *b]}\n", false}, // alias
+		{"  - {name: s1, vip: 10.200.0.1, port: 8000, real_servers: [{address: 10.1.0.1, port: 80%0}]}\n", false},
 	} {
 		if _, ok := fastItem([]byte(c.item)); ok != c.ok {
 			t.Errorf("%q: ok %v, want %v", c.item, ok, c.ok)

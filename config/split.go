@@ -221,7 +221,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		copy(services, prev.cfg.Services) // one move (the edited ones are replaced below)
 		editedAt = make([]int, 0, edited)
 	}
-	for i, it := range items {
+	for i := range items {
 		h := hashes[i]
 		if inPlace && h == prev.hashes[i] {
 			reused[i] = true // (copied above)
@@ -237,16 +237,15 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 			}
 			continue
 		}
-		if hasAnchorOrAlias(it) || bytes.IndexByte(it, '\r') >= 0 {
-			return nil, false // (a cached item has neither: it was decoded piecewise)
-		}
 		missing = append(missing, i)
 	}
 	var slow []int // the items fastItem cannot read
 	for _, i := range missing {
-		if s, ok := fastItem(items[i]); ok {
-			services[i] = s
-			continue
+		if fastItemInto(items[i], &services[i]) {
+			continue // (its grammar has no anchor, alias or carriage return)
+		}
+		if it := items[i]; hasAnchorOrAlias(it) || bytes.IndexByte(it, '\r') >= 0 {
+			return nil, false // (a cached item has neither: it was decoded piecewise)
 		}
 		slow = append(slow, i)
 	}
