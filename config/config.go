@@ -216,14 +216,24 @@ var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 
 // Load reads and validates a config file.
 func Load(path string) (*Config, error) {
-	if cfg, ok, err := loadMapped(path); ok {
-		return cfg, err
+	cfg, release, err := LoadDeferred(path)
+	release()
+	return cfg, err
+}
+
+// LoadDeferred is Load leaving the file mapped until release is called (a large file is read
+// through a mapping, see loadMapped; release is never nil). Unmapping 4 MB took 1-5 ms of a
+// reload at 10,000 services in the lab VM: the daemon releases after the sync that follows.
+func LoadDeferred(path string) (cfg *Config, release func(), err error) {
+	if cfg, unmap, ok, err := loadMapped(path); ok {
+		return cfg, unmap, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, func() {}, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(path, data)
+	cfg, err = Parse(path, data)
+	return cfg, func() {}, err
 }
 
 // Parse decodes and validates config data; name is used in error messages.

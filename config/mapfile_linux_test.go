@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -25,10 +26,11 @@ func TestLoadMapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	itemCache.set(nil, "")
-	cfg, ok, err := loadMapped(big)
+	cfg, unmap, ok, err := loadMapped(big)
 	if !ok || err != nil {
 		t.Fatalf("big file: ok %v, err %v", ok, err)
 	}
+	unmap()
 	itemCache.set(nil, "")
 	want, err := Parse(big, data)
 	if err != nil {
@@ -37,7 +39,7 @@ func TestLoadMapped(t *testing.T) {
 	if len(cfg.Services) != 1000 || !reflect.DeepEqual(withoutRevisions(cfg), withoutRevisions(want)) {
 		t.Fatal("the mapped file parsed to another config than its bytes")
 	}
-	if _, ok, _ := loadMapped(small); ok {
+	if _, _, ok, _ := loadMapped(small); ok {
 		t.Fatal("a small file was mapped")
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
@@ -75,4 +77,48 @@ func TestParseFaulting(t *testing.T) {
 	if err == nil && cfg != nil && len(cfg.Services) > 0 {
 		t.Fatal("the truncated file still has services")
 	}
+}
+
+// TestLoadDeferred: the mapping of a large file stays until release, and only until then; Load
+// leaves none behind; a small file is never mapped.
+func TestLoadDeferred(t *testing.T) {
+	dir := t.TempDir()
+	big, small := filepath.Join(dir, "big.yaml"), filepath.Join(dir, "small.yaml")
+	if err := os.WriteFile(big, benchYAML(1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(small, benchYAML(3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mapped := func(path string) bool {
+		b, err := os.ReadFile("/proc/self/maps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(b), path)
+	}
+	itemCache.set(nil, "")
+	cfg, release, err := LoadDeferred(big)
+	if err != nil || len(cfg.Services) != 1000 {
+		t.Fatalf("LoadDeferred: %v", err)
+	}
+	if !mapped(big) {
+		t.Fatal("the file is not mapped before release")
+	}
+	release()
+	if mapped(big) {
+		t.Fatal("the file is still mapped after release")
+	}
+	if _, err := Load(big); err != nil || mapped(big) {
+		t.Fatalf("Load: %v, mapped after it: %v", err, mapped(big))
+	}
+	cfg, release, err = LoadDeferred(small)
+	if err != nil || len(cfg.Services) != 3 || mapped(small) {
+		t.Fatalf("small file: %v, mapped %v", err, mapped(small))
+	}
+	release()
+	if _, release, err = LoadDeferred(filepath.Join(dir, "missing.yaml")); err == nil || release == nil {
+		t.Fatalf("a missing file: err %v, release %v", err, release != nil)
+	}
+	release()
 }

@@ -2,4 +2,4 @@
 
 package config
 
-func loadMapped(string) (*Config, bool, error) { return nil, false, nil }
+func loadMapped(string) (*Config, func(), bool, error) { return nil, func() {}, false, nil }

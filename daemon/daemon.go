@@ -39,6 +39,9 @@ type Daemon struct {
 	notify Notifier
 
 	startHold func() // a collector hold taken before New, released by Run (SetStartGCHold)
+	// unmap removes the mapping of the file the last reload read (config.LoadDeferred): after
+	// the sync that follows it (afterSync), not within the reload's time.
+	unmap atomic.Pointer[func()]
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -299,8 +302,13 @@ func (d *Daemon) Reload() error {
 	d.notify("RELOADING=1")
 	defer d.notify("READY=1")
 	start := time.Now()
-	cfg, err := config.Load(d.path)
+	cfg, unmap, err := config.LoadDeferred(d.path)
 	loaded := time.Since(start)
+	if err != nil {
+		unmap()
+	} else if old := d.unmap.Swap(&unmap); old != nil {
+		(*old)() // (a reload whose sync has not run yet: its file is long parsed)
+	}
 	d.parsed.Store(true)
 	var serving func(string, netip.AddrPort) bool
 	if err == nil && d.health != nil {
@@ -438,9 +446,13 @@ func (d *Daemon) sync(full bool) error {
 }
 
 // afterSync releases the memory of a config load once the sync that followed it is done (Run
-// calls it after each sync, when the kernel has been changed already).
+// calls it after each sync, when the kernel has been changed already), and the mapping of the
+// file it read.
 // It tells whether memory is to be handed back later (releaseParseMemory).
 func (d *Daemon) afterSync() (releaseLater bool) {
+	if unmap := d.unmap.Swap(nil); unmap != nil {
+		(*unmap)()
+	}
 	if d.parsed.Swap(false) {
 		releaseLater = releaseParseMemory(d.rec.Last().Ops)
 		d.memUsed.Store(memoryInUse()) // (for the next holdGC)

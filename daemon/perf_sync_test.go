@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -244,5 +245,50 @@ func TestReleaseParseMemory(t *testing.T) {
 	}
 	if memoryInUse() <= 0 {
 		t.Fatal("memoryInUse: nothing")
+	}
+}
+
+// TestReloadUnmapsAfterTheSync: a reload of a large file leaves it mapped until the sync that
+// follows is done (afterSync); a second reload before that sync unmaps the first one's file, and
+// a failed reload leaves no mapping.
+func TestReloadUnmapsAfterTheSync(t *testing.T) {
+	bd := startBenchDaemon(t, t.TempDir(), 1000, 0) // (430 kB: mapped, not read)
+	mappings := func() int {
+		b, err := os.ReadFile("/proc/self/maps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), bd.path)
+	}
+	if n := mappings(); n != 0 {
+		t.Fatalf("%d mappings after the start", n)
+	}
+	for i := 1; i <= 2; i++ {
+		if err := os.WriteFile(bd.path, []byte(benchConfig(bd.dir, 1000, i, 0)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := bd.d.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if n := mappings(); n != 1 {
+			t.Fatalf("after reload %d: %d mappings of the file, want 1 (until the sync)", i, n)
+		}
+	}
+	if err := bd.d.reloadSync(); err != nil {
+		t.Fatal(err)
+	}
+	bd.d.afterSync()
+	if n := mappings(); n != 0 {
+		t.Fatalf("%d mappings after the sync", n)
+	}
+	bad := benchConfig(bd.dir, 1000, 3, 0) + "  - {name: s0, vip: 10.200.0.1, port: 8000}\n" // (a duplicate)
+	if err := os.WriteFile(bd.path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := bd.d.Reload(); err == nil {
+		t.Fatal("a duplicate service reloaded")
+	}
+	if n := mappings(); n != 0 {
+		t.Fatalf("%d mappings after a failed reload", n)
 	}
 }
