@@ -763,7 +763,9 @@ func TestBenchLab(t *testing.T) {
 			apply, read := clientRun(t, ns, r, false)
 			f.cold[n]["client"] = append(f.cold[n]["client"], apply)
 			f.cold[n]["read"] = append(f.cold[n]["read"], read)
+			resume := quietGC()
 			f.cold[n]["proc"] = append(f.cold[n]["proc"], procRead(t, ns))
+			resume()
 			dropNS(t, ns)
 		}
 
@@ -921,9 +923,11 @@ func clientRun(t *testing.T, ns *e2e.NS, r ruleSet, perOp bool) (apply, read tim
 	if s, d := tableCount(t, ns); s != r.n || d != r.n*realServersPerService {
 		t.Fatalf("client: table has %d services, %d real servers", s, d)
 	}
+	resume = quietGC()
 	start = time.Now()
 	svcs, err := k.Services()
 	read = time.Since(start)
+	resume()
 	if err != nil || len(svcs) != r.n {
 		t.Fatalf("Services(): %d services, %v", len(svcs), err)
 	}
