@@ -232,9 +232,11 @@ func fastItem(item []byte) (s Service, ok bool) {
 	return s, ok
 }
 
-// fastItemInto is fastItem reading into *s (a zero Service): a 200-byte Service is not copied
+// fastItemInto is fastItem reading into *s, which it clears first (a reload edited in place
+// reads into the place of the service the item replaces): a 200-byte Service is not copied
 // back. On failure *s is left partly filled: the caller decodes the item again into it.
 func fastItemInto(item []byte, s *Service) (ok bool) {
+	*s = Service{}
 	i := 0
 	for i < len(item) && item[i] == ' ' {
 		i++

@@ -84,6 +84,33 @@ func FuzzSplitEqualsWhole(f *testing.F) {
 	})
 }
 
+// Whatever a reload decodes piecewise after another file (items taken from the last parse,
+// items edited in place into the place of the service they replace), it decodes as the
+// whole-file decoding of the new file does.
+func FuzzReparseEqualsWhole(f *testing.F) {
+	oneLine := "services:\n  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080}]}\n  - {name: b, vip: 10.9.0.1, port: 81}\n"
+	f.Add([]byte("services:\n  - {name: a, vip: 10.9.0.1, port: 80, persistence: 60s, health_check: {type: tcp}, sorry_server: {address: 10.1.0.9}, real_servers: [{address: 10.1.0.1, port: 8080}]}\n  - {name: b, vip: 10.9.0.1, port: 81}\n"), []byte(oneLine))
+	f.Add([]byte(oneLine), []byte(strings.Replace(oneLine, "port: 8080}]", "port: 8080, weight: 3}]", 1)))
+	f.Add(benchYAML(4), benchYAML(5))
+	f.Fuzz(func(t *testing.T, before, after []byte) {
+		itemCache.set(nil, "")
+		if _, ok := parseSplit("f.yaml", before); !ok {
+			return
+		}
+		got, ok := parseSplit("f.yaml", after)
+		if !ok {
+			return
+		}
+		want, err := parseWhole("f.yaml", after)
+		if err != nil {
+			t.Fatalf("piecewise accepts what the whole decoding refuses: %v", err)
+		}
+		if !sameConfig(got, want) {
+			t.Fatalf("piecewise after another file:\n%+v\nwhole:\n%+v", got, want)
+		}
+	})
+}
+
 // A whole one-line item in the simple form is read without yaml.v3; anything else is not.
 func TestFastItem(t *testing.T) {
 	for _, c := range []struct {

@@ -458,3 +458,35 @@ func hashItem(b []byte) itemHash {
 	}
 	return h.sum(len(b))
 }
+
+// An item edited in place is read into the place of the service it replaces: nothing of that
+// service may stay (here its persistence, health check and sorry server, which the new
+// one-line item does not have).
+func TestInPlaceEditLeavesNothingOfTheOldService(t *testing.T) {
+	itemCache.set(nil, "")
+	old := "services:\n" +
+		"  - {name: a, vip: 10.9.0.1, port: 80, persistence: 60s, health_check: {type: tcp}, sorry_server: {address: 10.1.0.9}, real_servers: [{address: 10.1.0.1, port: 8080}]}\n" +
+		"  - {name: b, vip: 10.9.0.1, port: 81, real_servers: [{address: 10.1.0.2, port: 8080}]}\n"
+	edited := "services:\n" +
+		"  - {name: a, vip: 10.9.0.1, port: 80, real_servers: [{address: 10.1.0.1, port: 8080}]}\n" +
+		"  - {name: b, vip: 10.9.0.1, port: 81, real_servers: [{address: 10.1.0.2, port: 8080}]}\n"
+	first, err := Parse("f.yaml", []byte(old))
+	if err != nil || first.Services[0].HealthCheck == nil || first.Services[0].SorryServer == nil {
+		t.Fatalf("the first file: %v", err)
+	}
+	got, err := Parse("f.yaml", []byte(edited))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := got.Edits(first); !ok || len(e) != 1 || e[0] != 0 {
+		t.Fatalf("not read as an edit in place of service 0: %v %v", e, ok)
+	}
+	want, err := parseWhole("f.yaml", []byte(edited))
+	if err != nil {
+		t.Fatal(err)
+	}
+	numberServices(want.Services)
+	if !sameConfig(got, want) {
+		t.Fatalf("edited in place:\n%+v\nwhole:\n%+v", got.Services[0], want.Services[0])
+	}
+}
