@@ -282,7 +282,7 @@ func MakePlan(in PlanInput) Plan {
 // opBuckets keeps operations by kind, so a plan lists them in the order of the kinds.
 type opBuckets [OpDelVIP + 1][]Op
 
-func (b *opBuckets) add(o Op) { b[o.Kind] = append(b[o.Kind], o) }
+func (b *opBuckets) add(o Op) { b.addAs(o.Kind, o) }
 
 // addAs adds o to the bucket of kind k (the real servers of a new service go with it).
 func (b *opBuckets) addAs(k OpKind, o Op) { b[k] = append(b[k], o) }
