@@ -217,7 +217,7 @@ func decimal(tok []byte, max int) (int, bool) {
 	return v, true
 }
 
-// fastItem reads a whole service item written as one flow mapping on one line with only the
+// fastItemInto reads a whole service item written as one flow mapping on one line with only the
 // keys name, vip, port, protocol, scheduler, failover and real_servers, in the simple form
 // cutRealServers takes, words for the strings and an IPv4 VIP:
 //
@@ -227,14 +227,10 @@ func decimal(tok []byte, max int) (int, bool) {
 //
 // Every byte it takes is a literal of that grammar or in a word, address or number it checks:
 // quotes, comments, tags, anchors, aliases, tabs and carriage returns fail it by themselves.
-func fastItem(item []byte) (s Service, ok bool) {
-	ok = fastItemInto(item, &s)
-	return s, ok
-}
-
-// fastItemInto is fastItem reading into *s, which it clears first (a reload edited in place
-// reads into the place of the service the item replaces): a 200-byte Service is not copied
-// back. On failure *s is left partly filled: the caller decodes the item again into it.
+//
+// It reads into *s, which it clears first (a reload edited in place reads into the place of
+// the service the item replaces): a 200-byte Service is not copied back. On failure *s is left
+// partly filled: the caller decodes the item again into it.
 func fastItemInto(item []byte, s *Service) (ok bool) {
 	*s = Service{}
 	i := 0

@@ -140,7 +140,8 @@ func TestFastItem(t *testing.T) {
 		{"  - {name: s1, vip: 10.200.0.1, port: 8000, real_servers: [{address: 10.1.0.1, port: 8080}, *b]}\n", false}, // alias
 		{"  - {name: s1, vip: 10.200.0.1, port: 8000, real_servers: [{address: 10.1.0.1, port: 80%0}]}\n", false},
 	} {
-		if _, ok := fastItem([]byte(c.item)); ok != c.ok {
+		var s Service
+		if ok := fastItemInto([]byte(c.item), &s); ok != c.ok {
 			t.Errorf("%q: ok %v, want %v", c.item, ok, c.ok)
 		}
 	}

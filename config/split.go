@@ -239,7 +239,7 @@ func parseSplit(name string, data []byte) (*Config, bool) {
 		}
 		missing = append(missing, i)
 	}
-	var slow []int // the items fastItem cannot read
+	var slow []int // the items fastItemInto cannot read
 	for _, i := range missing {
 		if fastItemInto(items[i], &services[i]) {
 			continue // (its grammar has no anchor, alias or carriage return)

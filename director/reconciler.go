@@ -58,9 +58,10 @@ type Reconciler struct {
 }
 
 // PrepareLink starts creating the director's interface (EnsureLink) in the background; the
-// next sync waits for it before it looks at the interface. Creating a dummy interface takes the
-// kernel 0.1-0.15 s in the lab VM, mostly waiting (not on the CPU): the rest of a start
-// (building the desired state, the daemon's listeners) runs meanwhile.
+// next sync waits for it before it looks at the interface. The rest of a start (building the
+// desired state, the daemon's listeners) runs meanwhile. In the lab VM creating a dummy
+// interface alone takes 5-50 ms, and what it sets off in the kernel shares the one vCPU with the
+// start: the first sync had waited 0.13-0.15 s for it when it was made there.
 func (r *Reconciler) PrepareLink() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
