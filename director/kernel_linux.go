@@ -85,63 +85,41 @@ func (k *LinuxKernel) DelDest(key ServiceKey, a DestKey) error {
 	return k.one(Op{Kind: OpDelDest, Service: VirtualService{Key: key}, Dest: Dest{Addr: a}})
 }
 
-// EnsureLink implements Addresses.
+// EnsureLink implements Addresses. A missing interface is created up, in one request.
 func (k *LinuxKernel) EnsureLink(name string) error {
-	if _, up, found, err := linkState(name); err == nil && found && up {
-		return nil // the usual case, on every sync: two ioctls
-	}
-	l, err := netlink.LinkByName(name)
+	fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
 	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if !errors.As(err, &nf) {
-			return err
-		}
-		if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
-			return fmt.Errorf("creating dummy interface %s (is the dummy module available?): %w", name, err)
-		}
-		if l, err = netlink.LinkByName(name); err != nil {
-			return err
-		}
+		return err
 	}
-	if l.Attrs().Flags&net.FlagUp == 0 {
-		return netlink.LinkSetUp(l)
+	defer unix.Close(fd)
+	index, up, found, err := getLink(fd, name)
+	switch {
+	case err != nil:
+		return err
+	case found && up:
+		return nil // the usual case, on every sync
+	case found:
+		return netlink.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}})
+	}
+	dummy := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, Flags: net.FlagUp}}
+	if err := netlink.LinkAdd(dummy); err != nil {
+		return fmt.Errorf("creating dummy interface %s (is the dummy module available?): %w", name, err)
 	}
 	return nil
 }
 
 // Addrs implements Addresses.
 func (k *LinuxKernel) Addrs(name string) ([]netip.Addr, error) {
-	index, _, found, err := linkState(name)
+	fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	index, _, found, err := getLink(fd, name)
 	if err != nil || !found {
 		return nil, err
 	}
-	return dumpAddrs(index)
-}
-
-// linkState reads an interface's index and whether it is up, by name, with two ioctls on a
-// datagram socket. (The netlink library's LinkByName opens a netlink socket, and parses every
-// attribute of the link, statistics included; every sync asked twice.)
-func linkState(name string) (index int, up, found bool, err error) {
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, false, false, fmt.Errorf("interface %q: %w", name, err)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, false, false, fmt.Errorf("socket for interface ioctls: %w", err)
-	}
-	defer unix.Close(fd)
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		if errors.Is(err, unix.ENODEV) {
-			return 0, false, false, nil
-		}
-		return 0, false, false, fmt.Errorf("index of interface %s: %w", name, err)
-	}
-	index = int(ifr.Uint32())
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return 0, false, false, fmt.Errorf("flags of interface %s: %w", name, err)
-	}
-	return index, ifr.Uint16()&unix.IFF_UP != 0, true, nil
+	return dumpAddrsOn(fd, index)
 }
 
 func hostNet(a netip.Addr) *net.IPNet {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -164,18 +165,92 @@ func appendAddrMsg(b []byte, op Op, index int32, seq uint32) ([]byte, error) {
 	return b, nil
 }
 
-// dumpAddrs returns the addresses on the interface with the given index, but link-local ones.
-// Syncs read them every time (they decide what the director owns): at 10,000 services there are
-// a thousand, and the general-purpose netlink library's dump (every address of the namespace,
-// each into a structure of its own) took tens of milliseconds of a reload in the lab VM. This
-// one asks the kernel for the interface's addresses only (NETLINK_GET_STRICT_CHK; the index is
-// checked here too, for kernels before 4.20) and reads them in place.
+// getLink reads an interface's index and whether it is up, by name, with one RTM_GETLINK
+// request on the route netlink socket fd. A missing interface is not found, with no error.
+//
+// (Not the SIOCGIFINDEX ioctl, nor anything else that goes through the kernel's dev_load: for a
+// name it does not know, that asks for the module "netdev-<name>", and the kernel runs modprobe
+// for it. A cold start, where the director's interface does not exist yet, waited 0.14-0.22 s
+// for that modprobe in the lab VM.)
+func getLink(fd int, name string) (index int, up, found bool, err error) {
+	if name == "" || len(name) >= unix.IFNAMSIZ || strings.ContainsRune(name, 0) {
+		return 0, false, false, fmt.Errorf("interface %q: not a valid interface name", name)
+	}
+	seq := uint32(time.Now().UnixNano())
+	attr := 4 + len(name) + 1 // IFLA_IFNAME: the name and its NUL
+	req := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofIfInfomsg+nlmAlign(attr))
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.RTM_GETLINK)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(req[8:], seq)
+	a := req[unix.NLMSG_HDRLEN+unix.SizeofIfInfomsg:]
+	binary.NativeEndian.PutUint16(a[0:], uint16(attr))
+	binary.NativeEndian.PutUint16(a[2:], unix.IFLA_IFNAME)
+	copy(a[4:], name)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, false, false, fmt.Errorf("interface %s: sending the link request: %w", name, err)
+	}
+	rbuf := make([]byte, 16<<10) // (only the header is read: a longer message is cut short)
+	for {
+		n, _, err := unix.Recvfrom(fd, rbuf, 0)
+		if err != nil {
+			return 0, false, false, fmt.Errorf("interface %s: reading the link: %w", name, err)
+		}
+		for b := rbuf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(binary.NativeEndian.Uint32(b[0:]))
+			if l < unix.NLMSG_HDRLEN {
+				return 0, false, false, fmt.Errorf("interface %s: bad message length %d", name, l)
+			}
+			typ, mseq := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint32(b[8:])
+			msg := b[unix.NLMSG_HDRLEN:min(l, len(b))]
+			b = b[min(nlmAlign(l), len(b)):]
+			if mseq != seq {
+				continue
+			}
+			switch typ {
+			case unix.NLMSG_ERROR:
+				if len(msg) < 4 {
+					return 0, false, false, fmt.Errorf("interface %s: short error message", name)
+				}
+				switch e := unix.Errno(-int32(binary.NativeEndian.Uint32(msg))); e {
+				case 0:
+					return 0, false, false, fmt.Errorf("interface %s: no answer", name)
+				case unix.ENODEV:
+					return 0, false, false, nil
+				default:
+					return 0, false, false, fmt.Errorf("interface %s: %w", name, e)
+				}
+			case unix.RTM_NEWLINK:
+				if len(msg) < unix.SizeofIfInfomsg {
+					return 0, false, false, fmt.Errorf("interface %s: short link message", name)
+				}
+				index = int(int32(binary.NativeEndian.Uint32(msg[4:])))
+				flags := binary.NativeEndian.Uint32(msg[8:])
+				return index, flags&unix.IFF_UP != 0, true, nil
+			}
+		}
+	}
+}
+
+// dumpAddrs returns the addresses on the interface with the given index, but link-local ones
+// (dumpAddrsOn on a socket of its own).
 func dumpAddrs(index int) ([]netip.Addr, error) {
 	fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	return dumpAddrsOn(fd, index)
+}
+
+// dumpAddrsOn returns the addresses on the interface with the given index, but link-local ones,
+// read on the route netlink socket fd (opened with NETLINK_GET_STRICT_CHK).
+// Syncs read them every time (they decide what the director owns): at 10,000 services there are
+// a thousand, and the general-purpose netlink library's dump (every address of the namespace,
+// each into a structure of its own) took tens of milliseconds of a reload in the lab VM. This
+// one asks the kernel for the interface's addresses only (NETLINK_GET_STRICT_CHK; the index is
+// checked here too, for kernels before 4.20) and reads them in place.
+func dumpAddrsOn(fd, index int) ([]netip.Addr, error) {
 	seq := uint32(time.Now().UnixNano())
 	req := make([]byte, unix.SizeofNlMsghdr+unix.SizeofIfAddrmsg)
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))

@@ -143,10 +143,17 @@ func TestDumpAddrs(t *testing.T) {
 	})
 }
 
-// TestLinkState: the index and up flag read by ioctl are the standard library's; a missing
+// TestLinkState: the index and up flag read by getLink are the standard library's; a missing
 // interface is not found (no error), a name too long for the kernel is an error.
 func TestLinkState(t *testing.T) {
 	inNewNetns(t, func() {
+		fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(fd)
+		linkState := func(name string) (int, bool, bool, error) { return getLink(fd, name) }
 		lo, err := net.InterfaceByName("lo")
 		if err != nil {
 			t.Error(err)
