@@ -424,6 +424,21 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 			r.log.Info("applied", "op", op.String())
 		}
 	}
+	if len(p.Ops) > 0 {
+		// Said as soon as the kernel has the operations: what follows (the known table, the
+		// full-NAT rules, the sysctls) took 0.25-0.45 s more of a cold start at 10,000 services
+		// in the lab VM, and logs its own failures. Where the time went: reading and
+		// planning, the kernel's operations.
+		attrs := []any{"ops", len(p.Ops), "failed", len(errs), "took", time.Since(start).Round(time.Microsecond),
+			"plan", planTook.Round(time.Microsecond), "apply", applyTook.Round(time.Microsecond)}
+		for k, n := range counts {
+			if n > 0 {
+				r.opsApplied.WithLabelValues(OpKind(k).String(), "ok").Add(float64(n))
+				attrs = append(attrs, OpKind(k).String(), n)
+			}
+		}
+		r.log.Info("sync applied", attrs...)
+	}
 	if r.known != nil { // (every operation succeeded)
 		r.known.applyOps(p.Ops)
 		r.known.trim()
@@ -447,18 +462,6 @@ func (r *Reconciler) sync(start time.Time, desired []VirtualService, full bool, 
 		set[kv[0]] = true
 	}
 	r.sysctls = set
-	if len(p.Ops) > 0 {
-		// (Where the time went: reading and planning, the kernel's operations, the rest.)
-		attrs := []any{"ops", len(p.Ops), "failed", len(errs), "took", time.Since(start).Round(time.Microsecond),
-			"plan", planTook.Round(time.Microsecond), "apply", applyTook.Round(time.Microsecond)}
-		for k, n := range counts {
-			if n > 0 {
-				r.opsApplied.WithLabelValues(OpKind(k).String(), "ok").Add(float64(n))
-				attrs = append(attrs, OpKind(k).String(), n)
-			}
-		}
-		r.log.Info("sync applied", attrs...)
-	}
 	return p, errors.Join(errs...)
 }
 

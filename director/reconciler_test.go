@@ -1,6 +1,7 @@
 package director
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -391,5 +392,37 @@ func TestPrepareLink(t *testing.T) {
 	}
 	if k.Calls[0] != "add-link lvs0" {
 		t.Fatalf("calls %v: the interface first", k.Calls)
+	}
+}
+
+// logAtFullNAT notes what was logged when the full-NAT rules were set.
+type logAtFullNAT struct {
+	*FakeKernel
+	log    *bytes.Buffer
+	logged []string
+}
+
+func (k *logAtFullNAT) SetFullNAT(keys []ServiceKey) error {
+	k.logged = append(k.logged, k.log.String())
+	return k.FakeKernel.SetFullNAT(keys)
+}
+
+// TestSyncAppliedLoggedBeforeTheRest: "sync applied" is said as soon as the kernel has the
+// operations, before the full-NAT rules (and the rest of the sync's bookkeeping).
+func TestSyncAppliedLoggedBeforeTheRest(t *testing.T) {
+	var buf bytes.Buffer
+	k := &logAtFullNAT{FakeKernel: NewFakeKernel(), log: &buf}
+	r := NewReconciler(slog.New(slog.NewTextHandler(&buf, nil)), prometheus.NewRegistry(), k, Settings{Interface: "lvs0"}, nil)
+	s := svc(vip1, 80, "wrr", rs("10.0.1.11:8080", 1))
+	s.FullNAT = true
+	mustSync(t, r, []VirtualService{s})
+	if len(k.logged) != 1 {
+		t.Fatalf("SetFullNAT called %d times, want 1", len(k.logged))
+	}
+	if !strings.Contains(k.logged[0], `msg="sync applied" ops=3 failed=0`) {
+		t.Fatalf("when the full-NAT rules were set, the log was:\n%s", k.logged[0])
+	}
+	if !strings.Contains(buf.String(), "full-NAT rules in place") {
+		t.Fatalf("no full-NAT line after the sync:\n%s", buf.String())
 	}
 }
