@@ -37,12 +37,13 @@ test-unit:
 lab-setup:
 	bash lab/setup.sh
 
-# Static binaries that go into the VM: the director and the lab's helper.
+# Static binaries that go into the VM: the director, the lab's helper, the benchmark's floor.
 lab-bins: build
 	$(GO) build -o $(BIN)/labexec ./lab/cmd/labexec
 	mkdir -p $(BIN)/vm
 	cp $(BIN)/lvs-director examples/director.yaml $(BIN)/vm/
 	$(GO) build -o $(BIN)/vm/labnode ./lab/cmd/labnode
+	$(GO) build -o $(BIN)/vm/ipvsbatch ./lab/cmd/ipvsbatch
 
 test-lab: lab-setup lab-bins
 	kube=$$(bash scripts/kube-binaries.sh) || exit 1; LAB_KUBE=$$kube LAB_BIN_DIR=$(BIN)/vm LAB_CLUSTER_RUNS=$${LAB_CLUSTER_RUNS:-1} $(GO) test -count=1 -tags lab -timeout 40m -exec $(BIN)/labexec -v ./lab/e2e/ 2>&1 | tee $(BIN)/lab-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
