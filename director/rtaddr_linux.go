@@ -232,17 +232,6 @@ func getLink(fd int, name string) (index int, up, found bool, err error) {
 	}
 }
 
-// dumpAddrs returns the addresses on the interface with the given index, but link-local ones
-// (dumpAddrsOn on a socket of its own).
-func dumpAddrs(index int) ([]netip.Addr, error) {
-	fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	return dumpAddrsOn(fd, index)
-}
-
 // dumpAddrsOn returns the addresses on the interface with the given index, but link-local ones,
 // read on the route netlink socket fd (opened with NETLINK_GET_STRICT_CHK).
 // Syncs read them every time (they decide what the director owns): at 10,000 services there are

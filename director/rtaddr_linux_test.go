@@ -111,7 +111,13 @@ func TestDumpAddrs(t *testing.T) {
 				return
 			}
 		}
-		got, err := dumpAddrs(ifi.Index)
+		fd, err := openRouteSocket(unix.NETLINK_GET_STRICT_CHK)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(fd)
+		got, err := dumpAddrsOn(fd, ifi.Index)
 		if err != nil {
 			t.Error(err)
 			return
@@ -137,7 +143,7 @@ func TestDumpAddrs(t *testing.T) {
 		if !gotSet[netip.MustParseAddr("10.78.4.175")] || !gotSet[netip.MustParseAddr("2001:db8::8")] {
 			t.Errorf("expected addresses missing from %d", len(got))
 		}
-		if other, err := dumpAddrs(ifi.Index + 1000); err != nil || len(other) != 0 {
+		if other, err := dumpAddrsOn(fd, ifi.Index+1000); err != nil || len(other) != 0 {
 			t.Errorf("another interface index: %d addresses, %v", len(other), err)
 		}
 	})
