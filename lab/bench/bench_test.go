@@ -744,45 +744,32 @@ func TestBenchLab(t *testing.T) {
 		writeFile(t, rules, r.ipvsadmRules())
 		timeout := time.Duration(n/1000+1) * 60 * time.Second
 
-		// ipvsadm --restore: the floor.
-		restore := func() {
-			ns := newNS("restore")
+		// timed runs a program that programs the whole rule set in a fresh namespace (started
+		// with ip netns exec, as the daemons are), timed from its start to its exit, and checks
+		// the table it left; the time goes to f.cold[n][key].
+		timed := func(key string, args ...string) {
+			ns := newNS(key)
 			resume := quietGC()
 			start := time.Now()
-			out, err := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", "ipvsadm -R < "+rules).CombinedOutput()
-			if err != nil {
-				t.Fatalf("ipvsadm -R: %v %s", err, out)
-			}
+			out, err := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...).CombinedOutput()
 			took := time.Since(start)
 			resume()
-			if s, d := tableCount(t, ns); s != n || d != n*realServersPerService {
-				t.Fatalf("ipvsadm -R: table has %d services, %d real servers", s, d)
+			if err != nil {
+				t.Fatalf("%s: %v %s", key, err, out)
 			}
-			f.cold[n]["ipvsadm"] = append(f.cold[n]["ipvsadm"], took)
+			if s, d := tableCount(t, ns); s != n || d != n*realServersPerService {
+				t.Fatalf("%s: table has %d services, %d real servers", key, s, d)
+			}
+			f.cold[n][key] = append(f.cold[n][key], took)
 			dropNS(t, ns)
 		}
-
+		// ipvsadm --restore: the floor the issue names.
+		restore := func() { timed("ipvsadm", "sh", "-c", "ipvsadm -R < "+rules) }
 		// The batched floor as a program: ipvsbatch (the director's netlink client in a program
-		// of its own, reading the rule file ipvsadm -R reads) started with ip netns exec as the
-		// daemons are, timed from its start to its exit. It pays for a start as a daemon does;
-		// the call inside the test process below does not (ip netns exec and a Go program's
-		// start alone took 0.06-0.1 s in this VM).
-		batchProc := func() {
-			ns := newNS("batch")
-			resume := quietGC()
-			start := time.Now()
-			out, err := exec.Command("ip", "netns", "exec", ns.Name, "ipvsbatch", rules).CombinedOutput()
-			took := time.Since(start)
-			resume()
-			if err != nil {
-				t.Fatalf("ipvsbatch: %v %s", err, out)
-			}
-			if s, d := tableCount(t, ns); s != n || d != n*realServersPerService {
-				t.Fatalf("ipvsbatch: table has %d services, %d real servers", s, d)
-			}
-			f.cold[n]["batchproc"] = append(f.cold[n]["batchproc"], took)
-			dropNS(t, ns)
-		}
+		// of its own, reading the rule file ipvsadm -R reads). It pays for a start as a daemon
+		// does; the call inside the test process below does not (ip netns exec and a Go
+		// program's start alone took 0.06-0.1 s in this VM).
+		batchProc := func() { timed("batchproc", "ipvsbatch", rules) }
 
 		// The director's netlink client alone: the kernel part of lvs-director's cold start.
 		client := func() {
